@@ -1,0 +1,13 @@
+# Sets MPITRAIN_NCCL_FOUND, NCCL_INCLUDE_DIR, NCCL_LIBRARY when the CUDA toolkit and NCCL exist.
+set(MPITRAIN_NCCL_FOUND OFF)
+if(NOT DEFINED CUDAToolkit_ROOT AND EXISTS /usr/local/cuda)
+  set(CUDAToolkit_ROOT /usr/local/cuda)
+endif()
+find_package(CUDAToolkit QUIET)
+if(CUDAToolkit_FOUND)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(MPITRAIN_NCCL_FOUND ON)
+  endif()
+endif()

@@ -1,0 +1,31 @@
+// Exception families shared by every layer (DESIGN §4): one type per failure family, so apps can
+// map each to a one-line message and a non-zero exit on every rank.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace mpitrain {
+
+/// Base of every mpitrain exception.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Bad user input: options, arguments, configuration values.
+struct ConfigError : Error {
+  using Error::Error;
+};
+
+/// An API was called with invalid arguments (negative count, unsupported dtype/op pair, tensors
+/// that do not match). Raised before anything starts, so the object that raised it stays usable.
+struct ArgumentError : Error {
+  using Error::Error;
+};
+
+/// A collective failed: deadline expired, peers disagree on the call, backend error.
+/// After a CommError the Communicator that raised it is poisoned: every later call throws too.
+struct CommError : Error {
+  using Error::Error;
+};
+
+}  // namespace mpitrain
