@@ -1,6 +1,6 @@
 #include "mpitrain/comm/mpi_communicator.hpp"
 
-#include <sched.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -17,11 +17,9 @@ using detail::Task;
 
 namespace {
 
-int cores_available() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  return int(std::thread::hardware_concurrency());
-}
+// CPUs of the node (not this process's affinity mask: launchers bind each rank to one core, and
+// ranks <= CPUs of the node means every rank has a core of its own to spin on).
+int node_cpus() { return int(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))); }
 
 void require(bool ok, const std::string& msg) {
   if (!ok) throw ArgumentError(msg);
@@ -181,7 +179,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, CommOptions options, MpiTopology
   MPI_Allgather(&c.rank, 1, MPI_INT, world_ranks.data(), 1, MPI_INT, c.node);
   c.chan = std::make_unique<detail::ShmChannel>(c.node, options.small_bytes, std::move(world_ranks));
   c.staging = std::make_unique<detail::ShmRegion>(c.node, options.staging_bytes);
-  impl_->oversubscribed = c.local_size > cores_available();
+  impl_->oversubscribed = c.local_size > node_cpus();
 }
 
 MpiCommunicator::~MpiCommunicator() {

@@ -176,7 +176,7 @@ size_t PipelinedAllreduceTask::chunk_elems(uint64_t k) const {
   return std::min(chunk_, size_t(info().count) - size_t(k) * chunk_);
 }
 void PipelinedAllreduceTask::copy_out(uint64_t k) {
-  if (send_) std::memcpy(recv_ + k * chunk_ * esize_, region_.slot(ctx_.chan->local_rank()) + chunk_offset(k), chunk_elems(k) * esize_);
+  if (send_) copy_cached(recv_ + k * chunk_ * esize_, region_.slot(ctx_.chan->local_rank()) + chunk_offset(k), chunk_elems(k) * esize_);
 }
 
 // Each rank reduces one cache-line aligned slice of the chunk over every slot and writes the
@@ -230,7 +230,7 @@ bool PipelinedAllreduceTask::progress() {
         break;
       case CopyIn:
         if (send_)
-          std::memcpy(region_.slot(ch.local_rank()) + chunk_offset(k_), send_ + k_ * chunk_ * esize_,
+          copy_cached(region_.slot(ch.local_rank()) + chunk_offset(k_), send_ + k_ * chunk_ * esize_,
                       chunk_elems(k_) * esize_);
         ch.signal();
         phase_ = WaitIn;

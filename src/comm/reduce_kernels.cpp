@@ -32,6 +32,14 @@ uint16_t float_to_half(float f) {
   return uint16_t((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : exp_bits + mantissa_bits));
 }
 
+void copy_cached(void* dst, const void* src, size_t bytes) {
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  size_t i = 0;
+  for (; i + 64 <= bytes; i += 64) __builtin_memcpy(d + i, s + i, 64);  // inlined vector moves
+  if (i < bytes) std::memcpy(d + i, s + i, bytes - i);
+}
+
 DType accum_dtype(DType t) {
   return (t == DType::BFloat16 || t == DType::Float16) ? DType::Float32 : t;
 }

@@ -22,6 +22,11 @@ inline uint16_t float_to_bf16(float f) {  // round to nearest even; NaN stays a 
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);  // IEEE binary16, round to nearest even
 
+/// Plain cached copy. glibc's memcpy switches to non-temporal stores above a threshold derived
+/// from the cache sizes the VM reports; staged data is read again right away, so it must stay
+/// in cache.
+void copy_cached(void* dst, const void* src, size_t bytes);
+
 /// Type in which a reduction of `t` accumulates: float32 for bf16/fp16, else `t` itself.
 DType accum_dtype(DType t);
 

@@ -62,7 +62,7 @@ TEST(Collectives, AllreduceEveryPathDtypeOpSize) {
 
 TEST(Collectives, AllreduceLargeCrossesManyChunks) {
   MpiCommunicator comm(MPI_COMM_WORLD, {});
-  const size_t count = (size_t(3) << 20) + 5;  // 12 MiB of fp32: three laps of the 4 MiB ring
+  const size_t count = (size_t(3) << 20) + 5;  // 12 MiB of fp32: many laps of the staging ring
   for (DType t : {DType::Float32, DType::BFloat16}) {
     auto buf = filled(t, count, comm.rank(), ReduceOp::Sum);
     comm.allreduce(buf.data(), buf.data(), int64_t(count), t, ReduceOp::Sum);

@@ -38,7 +38,7 @@ struct CommOptions {
   /// 16 MiB (recipes/allreduce-here.md), so chunks stay well below that.
   size_t mpi_chunk_bytes = size_t(4) << 20;
   /// Per-rank staging area of the shared-memory copy-in path (a ring of pipeline chunks).
-  size_t staging_bytes = size_t(4) << 20;
+  size_t staging_bytes = size_t(1) << 20;  // fits L2 here: the ring stays in cache
   /// Pipeline granularity of the copy-in path: copy-in of chunk k overlaps peers' reduction.
   size_t pipeline_chunk_bytes = size_t(128) << 10;
   /// Messages up to this size go through one flag-synchronised exchange (latency path).

@@ -1,0 +1,191 @@
+// mpitrain-bench allreduce: OSU-style sweep of allreduce latency and bandwidth, mpitrain's paths
+// against plain MPI_Allreduce measured in the same run (DESIGN §4: ratios, never timed asserts).
+#include <mpi.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "mpitrain/comm/mpi_communicator.hpp"
+
+namespace po = boost::program_options;
+
+namespace mpitrain::bench {
+namespace {
+
+const char* kColumns = R"(Output (CSV on stdout, rank 0 only; lines starting with '#' are comments):
+  size_bytes   message size in bytes (float32 elements x 4)
+  method       mpi        plain MPI_Allreduce(MPI_IN_PLACE, float, MPI_SUM) on a private buffer: the baseline
+               user       mpitrain Communicator::allreduce on a private (user) buffer, in place
+               zero_copy  mpitrain allreduce on a SharedBuffer from allocate_shared (node-shared window);
+                          the time includes each rank writing its whole buffer first, as gradients are
+                          written into a fusion buffer (without that write no data would cross cores)
+               chunked_mpi mpitrain's chunked MPI_Iallreduce path (UserBufferPath::ChunkedMpi)
+  time_us      median over windows of (max over ranks of window time) / iterations, microseconds
+  algbw_GBps   size_bytes / time (GB/s = 1e9 bytes/s)
+  busbw_GBps   algbw * 2(n-1)/n, the nccl-tests bus bandwidth (n = ranks): comparable across rank counts
+  vs_mpi       time of mpi / time of this method at the same size (>1: faster than MPI_Allreduce)
+  check        ok when one allreduce of rank-dependent data gave the exact expected sums on every rank
+Each size runs every method in round-robin windows so machine noise hits all methods alike.)";
+
+struct Method {
+  std::string name;
+  std::function<void()> op;
+  std::string check;
+  long iters = 1;
+  std::vector<double> times;
+};
+
+// Window time: barrier, K ops, max over ranks.
+double window(const std::function<void()>& op, long k) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = MPI_Wtime();
+  for (long i = 0; i < k; ++i) op();
+  double t = MPI_Wtime() - t0, tmax = 0;
+  MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return tmax / double(k);
+}
+
+long calibrate(const std::function<void()>& op, double target_s) {
+  op();
+  op();  // warm-up: page faults, caches
+  const double t1 = window(op, 1);
+  const double t2 = window(op, std::max(1L, long(0.01 / std::max(t1, 1e-9))));
+  return std::clamp(long(target_s / std::max(t2, 1e-9)), 1L, 2000000L);
+}
+
+// One allreduce of rank-dependent data; exact float sums of small integers.
+std::string verify(const std::function<void(float*)>& run, float* buf, size_t count, int rank, int n) {
+  for (size_t i = 0; i < count; ++i) buf[i] = float((i + size_t(rank)) % 13);
+  run(buf);
+  long bad = 0;
+  for (size_t i = 0; i < count; ++i) {
+    float want = 0;
+    for (int r = 0; r < n; ++r) want += float((i + size_t(r)) % 13);
+    bad += buf[i] != want;
+  }
+  long total = 0;
+  MPI_Allreduce(&bad, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+  return total == 0 ? "ok" : "WRONG";
+}
+
+}  // namespace
+
+int run_allreduce(const std::vector<std::string>& args) {
+  po::options_description desc("mpitrain-bench allreduce [options]   (run under mpirun -n N)");
+  std::string min_s = "4", max_s = "256M", methods_s = "mpi,user,zero_copy,chunked_mpi";
+  int windows = 5;
+  double window_s = 0.1, timeout_s = 300;
+  CommOptions defaults;
+  std::string staging_s = std::to_string(defaults.staging_bytes), pipe_s = std::to_string(defaults.pipeline_chunk_bytes);
+  desc.add_options()("help,h", "show this help and the meaning of every column")
+      ("min-bytes", po::value(&min_s)->default_value(min_s), "smallest message (suffix K, M, G allowed)")
+      ("max-bytes", po::value(&max_s)->default_value(max_s), "largest message; sizes double from min to max")
+      ("windows", po::value(&windows)->default_value(windows), "timed windows per method and size (median reported)")
+      ("window-seconds", po::value(&window_s)->default_value(window_s), "target length of one window")
+      ("methods", po::value(&methods_s)->default_value(methods_s), "comma-separated subset of mpi,user,zero_copy,chunked_mpi")
+      ("timeout", po::value(&timeout_s)->default_value(timeout_s), "collective deadline in seconds")
+      ("staging-bytes", po::value(&staging_s)->default_value(staging_s), "CommOptions::staging_bytes (user path ring)")
+      ("pipeline-chunk", po::value(&pipe_s)->default_value(pipe_s), "CommOptions::pipeline_chunk_bytes (user path)");
+  po::variables_map vm;
+  int rank = 0, n = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    if (rank == 0) std::cout << desc << "\n" << kColumns << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  const size_t min_b = parse_bytes(min_s), max_b = parse_bytes(max_s);
+  if (min_b < 4 || max_b < min_b) throw UsageError("need 4 <= --min-bytes <= --max-bytes");
+  if (windows < 1 || window_s <= 0 || timeout_s <= 0) throw UsageError("--windows, --window-seconds and --timeout must be positive");
+  std::vector<std::string> methods = split(methods_s, ',');
+  for (auto& m : methods)
+    if (m != "mpi" && m != "user" && m != "zero_copy" && m != "chunked_mpi")
+      throw UsageError("unknown method '" + m + "' (expected mpi, user, zero_copy or chunked_mpi)");
+
+  CommOptions opts;
+  opts.staging_bytes = parse_bytes(staging_s);
+  opts.pipeline_chunk_bytes = parse_bytes(pipe_s);
+  opts.timeout = std::chrono::milliseconds(long(timeout_s * 1000));
+  MpiCommunicator comm(MPI_COMM_WORLD, opts);
+  CommOptions chunked_opts = opts;
+  chunked_opts.user_path = UserBufferPath::ChunkedMpi;
+  MpiCommunicator chunked(MPI_COMM_WORLD, chunked_opts);
+  const size_t max_count = max_b / 4;
+  std::vector<float> user(max_count), ref(max_count);
+  SharedBuffer shared = comm.allocate_shared(max_b);
+
+  if (rank == 0) {
+    std::printf("# mpitrain-bench allreduce: %d ranks on %d node(s), float32 sum, %d windows of ~%.2f s\n", n,
+                comm.node_count(), windows, window_s);
+    std::printf("size_bytes,method,time_us,algbw_GBps,busbw_GBps,vs_mpi,check\n");
+  }
+  const double busf = n > 1 ? 2.0 * (n - 1) / n : 0.0;
+  std::map<std::string, double> at_64m;
+  for (size_t bytes = min_b; bytes <= max_b; bytes *= 2) {
+    const size_t count = bytes / 4;
+    float* u = user.data();
+    float* z = shared.as<float>();
+    std::vector<Method> ms;
+    for (const auto& m : methods) {
+      Method x{m, {}, {}, 1, {}};
+      if (m == "mpi") {
+        x.op = [=] { MPI_Allreduce(MPI_IN_PLACE, u, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
+        x.check = verify([&](float* b) { MPI_Allreduce(MPI_IN_PLACE, b, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); },
+                         u, count, rank, n);
+      } else if (m == "user") {
+        x.op = [&comm, u, count] { comm.allreduce(u, u, int64_t(count), DType::Float32, ReduceOp::Sum); };
+        x.check = verify([&](float* b) { comm.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); }, u,
+                         count, rank, n);
+      } else if (m == "chunked_mpi") {
+        x.op = [&chunked, u, count] { chunked.allreduce(u, u, int64_t(count), DType::Float32, ReduceOp::Sum); };
+        x.check = verify([&](float* b) { chunked.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); },
+                         u, count, rank, n);
+      } else {
+        x.op = [&comm, z, count] {
+          std::fill(z, z + count, 1.0f);  // the producer's write (gradients into the fusion buffer)
+          comm.allreduce(z, z, int64_t(count), DType::Float32, ReduceOp::Sum);
+        };
+        x.check = verify([&](float* b) { comm.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); }, z,
+                         count, rank, n);
+      }
+      std::fill(u, u + count, 0.0f);
+      x.iters = calibrate(x.op, window_s);
+      ms.push_back(std::move(x));
+    }
+    for (int w = 0; w < windows; ++w)
+      for (auto& x : ms) {
+        if (x.name != "zero_copy") std::fill(u, u + count, 0.0f);  // keep values finite
+        x.times.push_back(window(x.op, x.iters));
+      }
+    double mpi_t = 0;
+    for (auto& x : ms)
+      if (x.name == "mpi") mpi_t = median(x.times);
+    for (auto& x : ms) {
+      const double t = median(x.times), alg = double(bytes) / t / 1e9;
+      if (bytes == (size_t(64) << 20)) at_64m[x.name] = alg * busf;
+      if (rank == 0)
+        std::printf("%zu,%s,%.3f,%.3f,%.3f,%s,%s\n", bytes, x.name.c_str(), t * 1e6, alg, alg * busf,
+                    mpi_t > 0 ? format("%.2f", mpi_t / t).c_str() : "", x.check.c_str());
+    }
+    if (rank == 0) std::fflush(stdout);
+  }
+  if (rank == 0 && !at_64m.empty()) {
+    std::printf("# at 64 MiB, busbw GB/s:");
+    for (auto& [k, v] : at_64m) std::printf(" %s=%.2f", k.c_str(), v);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace mpitrain::bench

@@ -1,0 +1,62 @@
+// Small helpers shared by the mpitrain-bench subcommands.
+#pragma once
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mpitrain::bench {
+
+/// Bad command line: the app prints the message and exits 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+inline std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(sep, p);
+    if (q == std::string::npos) q = s.size();
+    if (q > p) out.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  return out;
+}
+
+/// "4", "64K", "16M", "1G" -> bytes.
+inline size_t parse_bytes(const std::string& s) {
+  size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &pos);
+  } catch (const std::exception&) {
+    throw UsageError("not a size: '" + s + "' (examples: 4, 64K, 16M, 1G)");
+  }
+  std::string suf = s.substr(pos);
+  if (suf == "K" || suf == "k") v <<= 10;
+  else if (suf == "M" || suf == "m") v <<= 20;
+  else if (suf == "G" || suf == "g") v <<= 30;
+  else if (!suf.empty()) throw UsageError("bad size suffix in '" + s + "' (use K, M or G)");
+  return size_t(v);
+}
+
+inline std::string format(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+int run_allreduce(const std::vector<std::string>& args);
+
+}  // namespace mpitrain::bench
