@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# e2e: bad command lines of mpitrain-bench give a one-line error naming the problem and exit 2.
+set -uo pipefail
+BENCH=$1
+fail=0
+expect() {  # expect <exit code> <text in stderr> -- args...
+  local want_rc=$1 want_text=$2; shift 3
+  local err rc
+  err=$("$BENCH" "$@" 2>&1 >/dev/null); rc=$?
+  if [[ $rc -ne $want_rc || $err != *"$want_text"* ]]; then
+    echo "FAIL: mpitrain-bench $* -> exit $rc, stderr: $err (wanted exit $want_rc and '$want_text')"; fail=1
+  else
+    echo "ok: mpitrain-bench $* -> exit $rc: $err"
+  fi
+}
+expect 2 "bad size suffix in '12Q'" -- allreduce --max-bytes 12Q
+expect 2 "unknown method 'fast'" -- allreduce --methods mpi,fast
+expect 2 "need 4 <= --min-bytes <= --max-bytes" -- allreduce --min-bytes 1M --max-bytes 4K
+expect 2 "unrecognised option '--bogus'" -- allreduce --bogus
+expect 2 "unknown benchmark 'allgather'" -- allgather
+expect 2 "usage: mpitrain-bench" --
+help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
+for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
+  [[ $help == *"$col"* ]] || { echo "FAIL: --help does not explain column $col"; fail=1; }
+done
+exit $fail
