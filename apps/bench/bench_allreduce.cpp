@@ -25,11 +25,14 @@ const char* kColumns = R"(Output (CSV on stdout, rank 0 only; lines starting wit
   size_bytes   message size in bytes (float32 elements x 4)
   method       mpi        plain MPI_Allreduce(MPI_IN_PLACE, float, MPI_SUM) on a private buffer: the baseline
                user       mpitrain Communicator::allreduce on a private (user) buffer, in place
-               zero_copy  mpitrain allreduce on a SharedBuffer from allocate_shared (node-shared window);
-                          the time includes each rank writing its whole buffer first, as gradients are
-                          written into a fusion buffer (without that write no data would cross cores)
+               zero_copy  mpitrain allreduce on a SharedBuffer from allocate_shared (node-shared window),
+                          the engine's fusion buffer
                chunked_mpi mpitrain's chunked MPI_Iallreduce path (UserBufferPath::ChunkedMpi)
-  time_us      median over windows of (max over ranks of window time) / iterations, microseconds
+  time_us      median over windows of (max over ranks of summed allreduce time) / iterations, in us.
+               Every iteration of every method first has each rank write its whole buffer (the
+               producer: gradients written before they are reduced) and pass a barrier, untimed;
+               only the allreduce itself is timed. So no method reduces data still hot in cache
+               from its previous call, and all methods see the same fresh data.
   algbw_GBps   size_bytes / time (GB/s = 1e9 bytes/s)
   busbw_GBps   algbw * 2(n-1)/n, the nccl-tests bus bandwidth (n = ranks): comparable across rank counts
   vs_mpi       time of mpi / time of this method at the same size (>1: faster than MPI_Allreduce)
@@ -38,28 +41,36 @@ Each size runs every method in round-robin windows so machine noise hits all met
 
 struct Method {
   std::string name;
-  std::function<void()> op;
+  std::function<void()> prepare;  // untimed: write the buffer
+  std::function<void()> op;       // timed: the allreduce
   std::string check;
   long iters = 1;
   std::vector<double> times;
 };
 
-// Window time: barrier, K ops, max over ranks.
-double window(const std::function<void()>& op, long k) {
-  MPI_Barrier(MPI_COMM_WORLD);
-  const double t0 = MPI_Wtime();
-  for (long i = 0; i < k; ++i) op();
-  double t = MPI_Wtime() - t0, tmax = 0;
+// Window: K iterations of (prepare, barrier, timed op); max over ranks of the summed op time.
+double window(const Method& m, long k) {
+  double t = 0;
+  for (long i = 0; i < k; ++i) {
+    m.prepare();
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = MPI_Wtime();
+    m.op();
+    t += MPI_Wtime() - t0;
+  }
+  double tmax = 0;
   MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return tmax / double(k);
 }
 
-long calibrate(const std::function<void()>& op, double target_s) {
-  op();
-  op();  // warm-up: page faults, caches
-  const double t1 = window(op, 1);
-  const double t2 = window(op, std::max(1L, long(0.01 / std::max(t1, 1e-9))));
-  return std::clamp(long(target_s / std::max(t2, 1e-9)), 1L, 2000000L);
+// Iterations per window so that a window lasts about target_s (prepare included).
+long calibrate(const Method& m, double target_s) {
+  window(m, 2);  // warm-up: page faults, caches
+  const double t0 = MPI_Wtime();
+  window(m, 1);
+  double one = MPI_Wtime() - t0;
+  MPI_Allreduce(MPI_IN_PLACE, &one, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return std::clamp(long(target_s / std::max(one, 1e-9)), 1L, 200000L);
 }
 
 // One allreduce of rank-dependent data; exact float sums of small integers.
@@ -137,8 +148,9 @@ int run_allreduce(const std::vector<std::string>& args) {
     float* u = user.data();
     float* z = shared.as<float>();
     std::vector<Method> ms;
+    const auto fill = [](float* p, size_t c) { std::fill(p, p + c, 1.0f); };
     for (const auto& m : methods) {
-      Method x{m, {}, {}, 1, {}};
+      Method x{m, [=] { fill(u, count); }, {}, {}, 1, {}};
       if (m == "mpi") {
         x.op = [=] { MPI_Allreduce(MPI_IN_PLACE, u, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
         x.check = verify([&](float* b) { MPI_Allreduce(MPI_IN_PLACE, b, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); },
@@ -152,22 +164,16 @@ int run_allreduce(const std::vector<std::string>& args) {
         x.check = verify([&](float* b) { chunked.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); },
                          u, count, rank, n);
       } else {
-        x.op = [&comm, z, count] {
-          std::fill(z, z + count, 1.0f);  // the producer's write (gradients into the fusion buffer)
-          comm.allreduce(z, z, int64_t(count), DType::Float32, ReduceOp::Sum);
-        };
+        x.prepare = [=] { fill(z, count); };
+        x.op = [&comm, z, count] { comm.allreduce(z, z, int64_t(count), DType::Float32, ReduceOp::Sum); };
         x.check = verify([&](float* b) { comm.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); }, z,
                          count, rank, n);
       }
-      std::fill(u, u + count, 0.0f);
-      x.iters = calibrate(x.op, window_s);
+      x.iters = calibrate(x, window_s);
       ms.push_back(std::move(x));
     }
     for (int w = 0; w < windows; ++w)
-      for (auto& x : ms) {
-        if (x.name != "zero_copy") std::fill(u, u + count, 0.0f);  // keep values finite
-        x.times.push_back(window(x.op, x.iters));
-      }
+      for (auto& x : ms) x.times.push_back(window(x, x.iters));
     double mpi_t = 0;
     for (auto& x : ms)
       if (x.name == "mpi") mpi_t = median(x.times);
