@@ -1,0 +1,60 @@
+// launch(): run a registered entry point on a group of workers and collect its Result.
+// From a driver (a lone process), every call starts a fresh MPI job: a small leader process
+// (an MPI singleton) MPI_Comm_spawn's `num_workers` copies of this binary; each worker connects
+// back to the driver over its own Unix socket and streams typed messages (hello, heartbeat,
+// progress, metric, log, result, error). The driver never initialises MPI, so no worker failure
+// can take it down, and it can run several launches at once from different threads.
+// Under mpirun/srun (SPMD) the entry point runs in place on the launcher's world.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mpitrain {
+
+struct ScalingConfig {
+  int num_workers = 2;
+  int cpus_per_worker = 1;  ///< LibTorch intra-op threads of each worker
+  bool use_gpu = false;
+};
+
+enum class LaunchMode {
+  Auto,   ///< SPMD under mpirun/srun, spawn from a lone process
+  Spawn,  ///< require spawn (an error under mpirun/srun)
+  Spmd,   ///< require a launcher's world (an error in a lone process)
+};
+
+struct LaunchOptions {
+  LaunchMode mode = LaunchMode::Auto;
+  std::chrono::seconds startup_timeout{120};           ///< launch -> every worker said hello
+  std::chrono::milliseconds comm_timeout{300000};      ///< deadline of the workers' collectives
+  std::chrono::milliseconds failure_report_wait{1500}; ///< after a worker vanished: wait this long for the
+                                                       ///< launcher's account of why (signal, exit code)
+  /// Every message from the workers, on the thread that called launch(). Default: log lines are
+  /// printed to stderr as "[rank r] ...".
+  std::function<void(const nlohmann::json&)> on_message;
+};
+
+struct Result {
+  nlohmann::json value;                  ///< what rank 0's entry point returned
+  std::map<std::string, double> metrics; ///< last reported value per name
+  std::string error;                     ///< "rank r: <message>"; empty on success
+  int failed_rank = -1;
+  std::vector<double> wall_seconds;      ///< per rank: time in the entry point
+  std::vector<int> worker_pids;          ///< per rank (spawn mode)
+  double ready_seconds = 0;              ///< launch -> every worker ready (spawn mode)
+  double total_seconds = 0;
+  bool ok() const { return error.empty(); }
+};
+
+/// Runs `entry` on the workers. Bad input (unknown entry, num_workers <= 0, spawn requested
+/// where it cannot work) throws ConfigError before anything starts; a failure of the job is
+/// returned in Result::error. Thread-safe in a driver.
+Result launch(const std::string& entry, const nlohmann::json& payload, const ScalingConfig& scaling = {},
+              const LaunchOptions& options = {});
+
+}  // namespace mpitrain

@@ -1,0 +1,120 @@
+#include "worker.hpp"
+
+#include <ATen/Parallel.h>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "channel.hpp"
+#include "mpitrain/comm/mpi_communicator.hpp"
+#include "mpitrain/launch/registry.hpp"
+
+namespace mpitrain::detail {
+
+namespace {
+
+// Heartbeats go on their own thread straight to the socket (no MPI), so a worker busy in a long
+// step still shows it is alive.
+class Heartbeat {
+ public:
+  Heartbeat(LineChannel& ch, int rank) : thread_([this, &ch, rank] {
+    std::unique_lock<std::mutex> lock(m_);
+    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; }))
+      ch.send({{"type", "heartbeat"}, {"rank", rank}});
+  }) {}
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+[[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg) {
+  ch.send({{"type", "error"}, {"rank", rank}, {"message", msg}});
+  std::fflush(stdout);
+  std::fflush(stderr);
+  // No MPI_Finalize: peers may be inside a collective. The driver tears the job down.
+  ::_exit(1);
+}
+
+}  // namespace
+
+void serve_worker(const std::string& channel_name) {
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  LineChannel ch;
+  try {
+    ch = LineChannel::connect(channel_name);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpitrain worker rank %d: %s\n", rank, e.what());
+    ::_exit(3);
+  }
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  ch.send({{"type", "hello"}, {"rank", rank}, {"pid", int(::getpid())}, {"host", host}});
+  auto task = ch.receive_one(120000);
+  if (!task) fail(ch, rank, "no task from the driver within 120 s");
+  try {
+    const std::string entry = task->at("entry");
+    const EntryPoint* fn = find_entry_point(entry);
+    if (!fn) fail(ch, rank, "unknown entry point '" + entry + "' in the worker binary");
+    at::set_num_threads(std::max(1, task->value("cpus_per_worker", 1)));
+    Heartbeat heartbeat(ch, rank);
+    nlohmann::json value;
+    double wall = 0;
+    {
+      CommOptions opts;
+      opts.timeout = std::chrono::milliseconds(task->value("comm_timeout_ms", 300000));
+      MpiCommunicator comm(MPI_COMM_WORLD, opts);
+      Environment env = detect_environment(MPI_COMM_WORLD, Role::Worker, task->value("use_gpu", false));
+      if (task->value("print_topology", false)) {
+        std::string table = topology_table(MPI_COMM_WORLD, env);
+        if (rank == 0) ch.send({{"type", "log"}, {"rank", 0}, {"line", "topology\n" + table}});
+      }
+      TaskContext ctx(env, comm, [&ch](const nlohmann::json& m) { ch.send(m); });
+      const auto t0 = std::chrono::steady_clock::now();
+      // Report before unwinding: destroying the Communicator is collective and would wait for
+      // peers that are themselves waiting for this rank.
+      try {
+        value = (*fn)(ctx, task->value("payload", nlohmann::json()));
+      } catch (const std::exception& e) {
+        fail(ch, rank, e.what());
+      } catch (...) {
+        fail(ch, rank, "unknown exception");
+      }
+      wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      comm.barrier();  // every rank finished before anyone reports success
+    }
+    ch.send({{"type", "result"}, {"rank", rank}, {"value", rank == 0 ? value : nlohmann::json()}, {"wall", wall}});
+  } catch (const std::exception& e) {
+    fail(ch, rank, e.what());
+  }
+  MPI_Comm parent = MPI_COMM_NULL;
+  MPI_Comm_get_parent(&parent);
+  if (parent != MPI_COMM_NULL) MPI_Comm_disconnect(&parent);
+  MPI_Finalize();
+  ch.close();
+  std::cout.flush();
+  std::fflush(stdout);
+  // Skip static destructors of LibTorch & co: nothing of ours needs them, and they cost time.
+  ::_exit(0);
+}
+
+}  // namespace mpitrain::detail
