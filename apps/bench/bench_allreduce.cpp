@@ -90,7 +90,7 @@ std::string verify(const std::function<void(float*)>& run, float* buf, size_t co
 
 }  // namespace
 
-int run_allreduce(const std::vector<std::string>& args) {
+int run_allreduce(const std::vector<std::string>& args, bool spmd) {
   po::options_description desc("mpitrain-bench allreduce [options]   (run under mpirun -n N)");
   std::string min_s = "4", max_s = "256M", methods_s = "mpi,user,zero_copy,chunked_mpi";
   int windows = 5;
@@ -107,10 +107,14 @@ int run_allreduce(const std::vector<std::string>& args) {
       ("staging-bytes", po::value(&staging_s)->default_value(staging_s), "CommOptions::staging_bytes (user path ring)")
       ("pipeline-chunk", po::value(&pipe_s)->default_value(pipe_s), "CommOptions::pipeline_chunk_bytes (user path)");
   po::variables_map vm;
-  int rank = 0, n = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
   po::store(po::command_line_parser(args).options(desc).run(), vm);
+  int rank = 0, n = 1;
+  int inited = 0;
+  MPI_Initialized(&inited);
+  if (inited) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+  }
   if (vm.count("help")) {
     if (rank == 0) std::cout << desc << "\n" << kColumns << "\n";
     return 0;
@@ -123,6 +127,7 @@ int run_allreduce(const std::vector<std::string>& args) {
   for (auto& m : methods)
     if (m != "mpi" && m != "user" && m != "zero_copy" && m != "chunked_mpi")
       throw UsageError("unknown method '" + m + "' (expected mpi, user, zero_copy or chunked_mpi)");
+  if (!spmd) throw UsageError("allreduce runs on the ranks of an MPI job: mpirun -n 2 mpitrain-bench allreduce");
 
   CommOptions opts;
   opts.staging_bytes = parse_bytes(staging_s);

@@ -19,6 +19,8 @@ expect 2 "need 4 <= --min-bytes <= --max-bytes" -- allreduce --min-bytes 1M --ma
 expect 2 "unrecognised option '--bogus'" -- allreduce --bogus
 expect 2 "unknown benchmark 'allgather'" -- allgather
 expect 2 "usage: mpitrain-bench" --
+expect 2 "allreduce runs on the ranks of an MPI job" -- allreduce
+expect 2 "unrecognised option '--fast'" -- spawn --fast
 help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
   [[ $help == *"$col"* ]] || { echo "FAIL: --help does not explain column $col"; fail=1; }
