@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -228,17 +229,24 @@ TEST(Collectives, BarrierWaitsForTheLastArrival) {
   }
 }
 
-TEST(Collectives, SimulatedNodesReportTopology) {
+TEST(Collectives, NodeTopologyMatchesHostsOrSimulation) {
   const char* env = std::getenv("MPITRAIN_RANKS_PER_NODE");
   MpiCommunicator comm(MPI_COMM_WORLD, {});
-  if (!env) {
-    EXPECT_EQ(comm.node_count(), 1);
-    EXPECT_EQ(comm.local_size(), comm.size());
-  } else {
+  if (env) {
     const int k = std::atoi(env);
     EXPECT_EQ(comm.node_count(), (comm.size() + k - 1) / k);
     EXPECT_EQ(comm.local_rank(), comm.rank() % k);
+    return;
   }
+  // Real nodes: as many as distinct host names among the ranks.
+  char host[64] = {0};
+  gethostname(host, sizeof host - 1);
+  std::vector<char> all(size_t(64 * comm.size()));
+  comm.allgather(host, all.data(), 16, DType::Int32);
+  std::set<std::string> hosts;
+  for (int r = 0; r < comm.size(); ++r) hosts.insert(std::string(all.data() + 64 * r));
+  EXPECT_EQ(comm.node_count(), int(hosts.size()));
+  EXPECT_EQ(comm.local_size() * comm.node_count(), comm.size()) << "ranks spread evenly in these tests";
 }
 
 }  // namespace
