@@ -1,7 +1,9 @@
 // Spawn-mode and SPMD launches of the same binary (DESIGN §1): results, repeated launches that
 // leave nothing behind, and workers that throw, abort, exit or are killed.
 // Run alone (driver role: Driver.* tests) and under mpirun -n 2 (SPMD role: Spmd.* tests).
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <mpi.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -55,6 +57,13 @@ json fail_on_rank1(TaskContext& ctx, const json& p) {
   return {};
 }
 MPITRAIN_REGISTER_ENTRY_POINT("fail_on_rank1", fail_on_rank1);
+
+json intra_op_threads(TaskContext& ctx, const json&) {
+  int t = at::get_num_threads();
+  ctx.comm().allreduce(&t, &t, 1, DType::Int32, ReduceOp::Min);
+  return {{"threads", t}, {"device", ctx.env().device}, {"local_size", ctx.env().local_size}};
+}
+MPITRAIN_REGISTER_ENTRY_POINT("intra_op_threads", intra_op_threads);
 
 int count_entries(const char* dir) {
   int n = 0;
@@ -180,6 +189,30 @@ TEST(Driver, WorkerExitingEarlyIsNamed) {
   EXPECT_TRUE(ok.ok()) << ok.error;
 }
 
+TEST(Driver, CpusPerWorkerSetsLibTorchThreads) {
+  for (int cpus : {1, 2}) {
+    Result r = launch("intra_op_threads", {}, {2, cpus, false});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.value.at("threads").get<int>(), cpus);
+    EXPECT_EQ(r.value.at("device").get<std::string>(), "cpu");
+    EXPECT_EQ(r.value.at("local_size").get<int>(), 2);
+  }
+}
+
+TEST(Driver, ConcurrentLaunchesFromTwoThreads) {
+  Result a, b;
+  std::thread t1([&] { a = launch("sum_ranks", {}, {2, 1, false}); });
+  std::thread t2([&] { b = launch("sum_ranks", {}, {3, 1, false}); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(a.ok()) << a.error;
+  ASSERT_TRUE(b.ok()) << b.error;
+  EXPECT_DOUBLE_EQ(a.value.at("sum").get<double>(), expected_sum(2));
+  EXPECT_DOUBLE_EQ(b.value.at("sum").get<double>(), expected_sum(3));
+  expect_job_gone(a);
+  expect_job_gone(b);
+}
+
 TEST(Driver, BadInputIsRejectedBeforeAnythingStarts) {
   auto message = [](const std::function<void()>& f) {
     try {
@@ -189,7 +222,7 @@ TEST(Driver, BadInputIsRejectedBeforeAnythingStarts) {
     }
     return std::string("<no ConfigError>");
   };
-  EXPECT_NE(message([] { launch("nope", {}); }).find("unknown entry point 'nope' (registered: fail_on_rank1, sum_ranks)"),
+  EXPECT_NE(message([] { launch("nope", {}); }).find("unknown entry point 'nope' (registered: fail_on_rank1, intra_op_threads, sum_ranks)"),
             std::string::npos);
   EXPECT_NE(message([] { launch("sum_ranks", {}, {0, 1, false}); }).find("num_workers must be at least 1"),
             std::string::npos);
@@ -209,6 +242,21 @@ TEST(Spmd, SameResultInPlace) {
   EXPECT_DOUBLE_EQ(r.value.at("sum").get<double>(), expected_sum(env.world_size));
   EXPECT_EQ(r.value.at("world").get<int>(), env.world_size);
   if (env.rank == 0) std::printf("spmd result: %s\n", r.value.dump().c_str());
+}
+
+TEST(Spmd, LauncherVariablesThatDisagreeWithMpiAreNamed) {
+  const char* saved = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (!saved) GTEST_SKIP() << "not under Open MPI's mpirun (no OMPI_COMM_WORLD_SIZE to contradict)";
+  const std::string keep = saved;
+  setenv("OMPI_COMM_WORLD_SIZE", "99", 1);
+  try {
+    detect_environment(MPI_COMM_WORLD, Role::Spmd);
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("OMPI_COMM_WORLD_SIZE=99 but MPI reports world size"), std::string::npos)
+        << e.what();
+  }
+  setenv("OMPI_COMM_WORLD_SIZE", keep.c_str(), 1);
 }
 
 TEST(Spmd, SpawnRequestedUnderALauncherIsRefused) {
