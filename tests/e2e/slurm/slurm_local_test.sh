@@ -2,9 +2,9 @@
 # e2e on a real one-node Slurm cluster (slurm/local-cluster.sh): srun -n 2 --mpi=pmix SPMD,
 # sbatch of slurm/train.sbatch, and slurm/driver.sbatch (a lone driver spawning its workers).
 # Exit 77 (ctest: skipped, shown as such) with the reason when the cluster cannot start.
-# Usage: slurm_local_test.sh <source dir> <e2e_launch_tests binary>
+# Usage: slurm_local_test.sh <source dir> <e2e_launch_tests binary> <mpitrain-example-launch binary>
 set -uo pipefail
-SRC=$1 BIN=$2
+SRC=$1 BIN=$2 EXAMPLE=$3
 export MPITRAIN_SLURM_DIR=$(mktemp -d /tmp/mpitrain-slurm-test.XXXXXX)
 export MPITRAIN_SLURM_CTLD_PORT=${MPITRAIN_SLURM_CTLD_PORT:-6837} MPITRAIN_SLURM_D_PORT=${MPITRAIN_SLURM_D_PORT:-6838}
 export SLURM_CONF=$MPITRAIN_SLURM_DIR/slurm.conf
@@ -27,6 +27,11 @@ wait_job() {
 out=$(timeout -k 5 120 srun -n 2 --mpi=pmix "$BIN" 2>&1); rc=$?
 echo "$out" | grep -E "spmd result|PASSED|FAILED" | head -5
 check "srun -n 2 --mpi=pmix runs SPMD" '[[ $rc -eq 0 && $out == *"spmd result: {\"sum\":2.5,\"world\":2}"* ]]'
+
+# 1b. spawn requested under srun: one line naming PMIx, exit 2 on every task
+out=$(timeout -k 5 60 srun -n 2 --mpi=pmix "$EXAMPLE" --spawn 2>&1); rc=$?
+echo "$out"
+check "spawn under srun refused" '[[ $rc -ne 0 && $(grep -c "Slurm.s PMIx cannot MPI_Comm_spawn" <<< "$out") -ge 1 ]]'
 
 # 2. sbatch train.sbatch (srun inside)
 work=$(mktemp -d)
