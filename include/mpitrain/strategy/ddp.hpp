@@ -1,0 +1,40 @@
+// DDP: rank 0's parameters and buffers are broadcast at setup; gradients land in buckets (25 MiB,
+// the first 1 MiB, reverse parameter order) of one fusion buffer in the Communicator's node-
+// shared window, and each parameter's .grad is a view into its bucket (PyTorch's
+// gradient_as_bucket_view), so gradients are written once and reduced in place, zero-copy. A
+// bucket is averaged on the engine thread as soon as all its gradients are accumulated, while
+// backward goes on; buckets are always reduced in order, the same on every rank.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "mpitrain/strategy/strategy.hpp"
+
+namespace mpitrain {
+
+struct DDPOptions {
+  size_t bucket_cap_bytes = size_t(25) << 20;
+  size_t first_bucket_bytes = size_t(1) << 20;
+  /// Parameters that get no gradient in a step contribute zeros instead of raising an error.
+  bool find_unused_parameters = false;
+};
+
+class DDP final : public Strategy {
+ public:
+  explicit DDP(DDPOptions options = {});
+  ~DDP() override;
+  const char* name() const override { return "ddp"; }
+  void setup(torch::nn::Module& model, Engine& engine) override;
+  void before_backward(bool sync) override;
+  void after_backward() override;
+  void zero_grad() override;
+
+  /// Bucket layout, for tests and logs: element counts per bucket in reduction order.
+  std::vector<int64_t> bucket_sizes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpitrain

@@ -1,0 +1,211 @@
+#include "mpitrain/strategy/ddp.hpp"
+
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/torch.h>
+
+#include <mutex>
+
+#include "mpitrain/comm/tensor_collectives.hpp"
+
+namespace mpitrain {
+
+namespace {
+constexpr size_t kAlign = 64;  // bucket starts on a cache line: no false sharing between buckets
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+struct DDP::Impl {
+  struct Bucket {
+    size_t offset_bytes = 0;
+    int64_t count = 0;
+    DType dtype = DType::Float32;
+    std::vector<size_t> params;  // indices into `params`
+    size_t pending = 0;          // parameters whose gradient is not accumulated yet
+    Engine::Handle handle;
+    bool submitted = false;
+  };
+
+  // Runs after a parameter's AccumulateGrad: its .grad (a bucket view) is final for this backward.
+  struct ReadyHook : torch::autograd::FunctionPostHook {
+    Impl* impl;
+    size_t index;
+    ReadyHook(Impl* i, size_t k) : impl(i), index(k) {}
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                              const torch::autograd::variable_list&) override {
+      impl->mark_ready(index);
+      return outputs;
+    }
+  };
+
+  DDPOptions opts;
+  Engine* engine = nullptr;
+  std::vector<torch::Tensor> params;
+  std::vector<std::string> names;
+  std::vector<size_t> bucket_of;
+  std::vector<bool> ready;
+  std::vector<Bucket> buckets;
+  size_t next_submit = 0;
+  bool sync = true;
+  SharedBuffer shared;       // zero-copy fusion buffer (MPI backend)
+  torch::Tensor private_buf; // fallback when the backend has no shared window
+  char* base = nullptr;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep them (and hooks) alive
+  std::vector<uintptr_t> hook_keys;
+  std::mutex m;  // hooks may run on autograd worker threads
+
+  void mark_ready(size_t i) {
+    std::lock_guard<std::mutex> lock(m);
+    if (!sync || ready[i]) return;
+    ready[i] = true;
+    --buckets[bucket_of[i]].pending;
+    submit_ready_in_order();
+  }
+
+  // Reductions are issued in bucket order on every rank, whatever order gradients arrive in.
+  void submit_ready_in_order() {
+    while (next_submit < buckets.size() && buckets[next_submit].pending == 0) {
+      Bucket& b = buckets[next_submit++];
+      b.handle = engine->allreduce(base + b.offset_bytes, b.count, b.dtype, ReduceOp::Avg);
+      b.submitted = true;
+    }
+  }
+
+  void reset_step() {
+    for (auto& b : buckets) {
+      b.pending = b.params.size();
+      b.submitted = false;
+      b.handle = {};
+    }
+    std::fill(ready.begin(), ready.end(), false);
+    next_submit = 0;
+  }
+};
+
+DDP::DDP(DDPOptions options) : impl_(std::make_unique<Impl>()) { impl_->opts = options; }
+
+DDP::~DDP() {
+  auto& im = *impl_;
+  for (size_t i = 0; i < im.accumulators.size(); ++i) im.accumulators[i]->del_post_hook(im.hook_keys[i]);
+  // Parameters must not keep views into a buffer that is about to go away.
+  for (auto& p : im.params)
+    if (p.grad().defined()) p.mutable_grad() = p.grad().clone();
+}
+
+void DDP::setup(torch::nn::Module& model, Engine& engine) {
+  auto& im = *impl_;
+  im.engine = &engine;
+  torch::NoGradGuard no_grad;
+  // 1. Same starting point everywhere: rank 0's parameters and buffers.
+  for (auto& p : model.parameters()) engine.enqueue([t = p.data()](Communicator& c) mutable { broadcast(c, t, 0); });
+  for (auto& b : model.buffers()) engine.enqueue([t = b](Communicator& c) mutable { broadcast(c, t, 0); });
+  engine.synchronize();
+
+  // 2. Buckets in reverse registration order (roughly the order backward produces gradients).
+  for (auto& item : model.named_parameters())
+    if (item.value().requires_grad()) {
+      im.params.push_back(item.value());
+      im.names.push_back(item.key());
+    }
+  std::vector<size_t> order(im.params.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
+  im.bucket_of.assign(im.params.size(), 0);
+  size_t offset = 0, cap = im.opts.first_bucket_bytes, filled = 0;
+  for (size_t i : order) {
+    const auto& p = im.params[i];
+    if (!p.is_contiguous()) throw ArgumentError("DDP: parameter " + im.names[i] + " is not contiguous");
+    const DType dt = to_dtype(p.scalar_type());
+    const size_t bytes = size_t(p.numel()) * dtype_size(dt);
+    if (im.buckets.empty() || im.buckets.back().dtype != dt || (filled > 0 && filled + bytes > cap)) {
+      if (!im.buckets.empty()) cap = im.opts.bucket_cap_bytes;
+      offset = align_up(offset);
+      Impl::Bucket b;
+      b.offset_bytes = offset;
+      b.dtype = dt;
+      im.buckets.push_back(b);
+      filled = 0;
+    }
+    auto& b = im.buckets.back();
+    b.params.push_back(i);
+    b.count += p.numel();
+    im.bucket_of[i] = im.buckets.size() - 1;
+    filled += bytes;
+    offset += bytes;
+  }
+  const size_t total = align_up(offset);
+
+  // 3. One fusion buffer, in the node-shared window when the backend has one (zero-copy).
+  std::exception_ptr no_window;
+  engine.enqueue([&](Communicator& c) {
+    try {
+      im.shared = c.allocate_shared(std::max<size_t>(total, 64));
+    } catch (const CommError&) {
+      no_window = std::current_exception();
+    }
+  }).wait();
+  if (im.shared) {
+    im.base = im.shared.as<char>();
+  } else {
+    im.private_buf = torch::zeros({int64_t(std::max<size_t>(total, 64))}, torch::kUInt8);
+    im.base = static_cast<char*>(im.private_buf.data_ptr());
+  }
+  std::memset(im.base, 0, total);
+
+  // 4. .grad = a view into the bucket; a post hook on each AccumulateGrad marks it ready.
+  for (auto& b : im.buckets) {
+    size_t elem_off = 0;
+    for (size_t i : b.params) {
+      auto& p = im.params[i];
+      const size_t esize = dtype_size(b.dtype);
+      torch::Tensor view = torch::from_blob(im.base + b.offset_bytes + elem_off * esize, p.sizes(),
+                                            torch::TensorOptions().dtype(p.scalar_type()));
+      p.mutable_grad() = view;
+      elem_off += size_t(p.numel());
+    }
+  }
+  im.ready.assign(im.params.size(), false);
+  for (size_t i = 0; i < im.params.size(); ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(im.params[i]);
+    im.hook_keys.push_back(acc->add_post_hook(std::make_unique<Impl::ReadyHook>(&im, i)));
+    im.accumulators.push_back(std::move(acc));
+  }
+  im.reset_step();
+}
+
+void DDP::before_backward(bool sync) {
+  std::lock_guard<std::mutex> lock(impl_->m);
+  impl_->sync = sync;
+}
+
+void DDP::after_backward() {
+  auto& im = *impl_;
+  if (!im.sync) return;
+  {
+    std::lock_guard<std::mutex> lock(im.m);
+    for (size_t i = 0; i < im.params.size(); ++i) {
+      if (im.ready[i]) continue;
+      if (!im.opts.find_unused_parameters)
+        throw ConfigError("DDP: parameter '" + im.names[i] +
+                          "' received no gradient in this step; if the model does not use every parameter in "
+                          "every step, enable find_unused_parameters");
+      im.ready[i] = true;  // its bucket slot holds zeros (or what accumulated): reduce it as is
+      --im.buckets[im.bucket_of[i]].pending;
+    }
+    im.submit_ready_in_order();
+  }
+  for (auto& b : im.buckets) b.handle.wait();
+  std::lock_guard<std::mutex> lock(im.m);
+  im.reset_step();
+}
+
+void DDP::zero_grad() {
+  auto& im = *impl_;
+  if (!im.buckets.empty()) std::memset(im.base, 0, im.buckets.back().offset_bytes + size_t(im.buckets.back().count) * dtype_size(im.buckets.back().dtype));
+}
+
+std::vector<int64_t> DDP::bucket_sizes() const {
+  std::vector<int64_t> v;
+  for (auto& b : impl_->buckets) v.push_back(b.count);
+  return v;
+}
+
+}  // namespace mpitrain
