@@ -31,9 +31,25 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
+// Logs as lines; progress (messages with a "line") redrawn in place on a terminal, one line per
+// report otherwise (Slurm logs).
 void default_message_handler(const nlohmann::json& m) {
-  if (m.value("type", "") == "log")
+  static const bool tty = ::isatty(2);
+  static bool mid_line = false;
+  const std::string type = m.value("type", "");
+  if (type == "progress" && m.contains("line")) {
+    const std::string line = m.value("line", "");
+    if (tty) {
+      std::cerr << "\r\033[K" << line << std::flush;
+      mid_line = true;
+    } else {
+      std::cerr << line << std::endl;
+    }
+  } else if (type == "log") {
+    if (mid_line) std::cerr << "\n";
+    mid_line = false;
     std::cerr << "[rank " << m.value("rank", -1) << "] " << m.value("line", "") << std::endl;
+  }
 }
 
 // mpitrain-leader sits next to this library (build tree) or in libexec (install tree).

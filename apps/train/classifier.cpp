@@ -1,0 +1,98 @@
+#include "classifier.hpp"
+
+#include <filesystem>
+
+#include "mpitrain/data/fashion_mnist.hpp"
+#include "mpitrain/data/synthetic.hpp"
+#include "mpitrain/errors.hpp"
+
+namespace mpitrain::apps {
+
+void validate_classifier_config(const Config& c) {
+  const std::string model = c.value("model", "mlp"), dataset = c.value("dataset", "fashion-mnist");
+  const std::string opt = c.value("optimizer", "sgd"), sched = c.value("scheduler", "none");
+  if (model != "mlp" && model != "lenet" && model != "resnet18")
+    throw ConfigError("unknown model '" + model + "' (expected mlp, lenet or resnet18)");
+  if (opt != "sgd" && opt != "adam" && opt != "adamw")
+    throw ConfigError("unknown optimizer '" + opt + "' (expected sgd, adam or adamw)");
+  if (sched != "none" && sched != "step" && sched != "cosine" && sched != "one-cycle")
+    throw ConfigError("unknown scheduler '" + sched + "' (expected none, step, cosine or one-cycle)");
+  if (c.value("batch_size", 64) < 1)
+    throw ConfigError("batch size must be at least 1 (got " + std::to_string(c.value("batch_size", 64)) + ")");
+  if (!(c.value("lr", 0.05) > 0)) throw ConfigError("learning rate must be positive");
+  if (dataset == "fashion-mnist") {
+    const std::string dir = c.value("data_dir", std::string(kFashionMnistDir));
+    for (const char* f : {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"})
+      if (!std::filesystem::exists(dir + "/" + f + ".gz") && !std::filesystem::exists(dir + "/" + f))
+        throw ConfigError("dataset file " + dir + "/" + f + ".gz not found (apt-get install dataset-fashion-mnist or set --data-dir)");
+  } else if (dataset.rfind("hdf5:", 0) == 0) {
+    const std::string path = dataset.substr(5);
+    if (!std::filesystem::exists(path)) throw ConfigError("dataset file " + path + " not found");
+    throw ConfigError("hdf5 datasets need the hdf5_io library, which is not built yet (issue #5)");
+  } else if (dataset != "synthetic") {
+    throw ConfigError("unknown dataset '" + dataset + "' (expected fashion-mnist, synthetic or hdf5:PATH)");
+  }
+}
+
+Classifier::Classifier(const Config& config) : cfg_(config) {
+  validate_classifier_config(cfg_);
+  net_ = register_module("net", models::make_model(cfg_.value("model", "mlp"), 1, 28, 10));
+}
+
+torch::Tensor Classifier::training_step(const Batch& batch, int64_t) {
+  return torch::nn::functional::cross_entropy(net_->forward(batch.input), batch.target);
+}
+
+void Classifier::evaluate(const Batch& batch, const std::string& prefix) {
+  torch::Tensor logits = net_->forward(batch.input);
+  const double loss = torch::nn::functional::cross_entropy(logits, batch.target).item<double>();
+  const double acc = logits.argmax(1).eq(batch.target).to(torch::kDouble).mean().item<double>();
+  log(prefix + "_loss", loss, {false, true, true, true}, batch.size());
+  log(prefix + "_acc", acc, {false, true, true, true}, batch.size());
+}
+
+void Classifier::validation_step(const Batch& batch, int64_t) { evaluate(batch, "val"); }
+void Classifier::test_step(const Batch& batch, int64_t) { evaluate(batch, "test"); }
+
+Optimizers Classifier::configure_optimizers() {
+  const std::string name = cfg_.value("optimizer", "sgd");
+  const double lr = cfg_.value("lr", 0.05), wd = cfg_.value("weight_decay", 0.0);
+  Optimizers o;
+  if (name == "sgd")
+    o.optimizer = std::make_shared<torch::optim::SGD>(
+        parameters(), torch::optim::SGDOptions(lr).momentum(cfg_.value("momentum", 0.9)).weight_decay(wd));
+  else if (name == "adam")
+    o.optimizer = std::make_shared<torch::optim::Adam>(parameters(), torch::optim::AdamOptions(lr).weight_decay(wd));
+  else
+    o.optimizer = std::make_shared<torch::optim::AdamW>(parameters(), torch::optim::AdamWOptions(lr).weight_decay(wd));
+  const std::string sched = cfg_.value("scheduler", "none");
+  const int64_t total = std::max<int64_t>(2, cfg_.value("total_steps", 1000));
+  if (sched == "step") o.scheduler = make_step_lr(*o.optimizer, std::max<int64_t>(1, total / 3), 0.1);
+  if (sched == "cosine") o.scheduler = make_cosine_lr(*o.optimizer, total);
+  if (sched == "one-cycle") o.scheduler = make_one_cycle_lr(*o.optimizer, lr, total);
+  return o;
+}
+
+DataLoaders Classifier::dataloaders() {
+  DataLoaders d;
+  d.batch_size = cfg_.value("batch_size", 64);
+  const std::string dataset = cfg_.value("dataset", "fashion-mnist");
+  if (dataset == "synthetic") {
+    // One draw (one teacher) split into train and validation, so validation is learnable too.
+    const int64_t n = cfg_.value("synthetic_size", 6000), n_val = 1000;
+    auto all = make_synthetic_classification(n + n_val, {1, 28, 28}, 10, cfg_.value("data_seed", 1234));
+    d.train = std::make_shared<TensorDataset>(all->input().narrow(0, 0, n), all->target().narrow(0, 0, n), "synthetic/train");
+    d.val = std::make_shared<TensorDataset>(all->input().narrow(0, n, n_val), all->target().narrow(0, n, n_val), "synthetic/val");
+    d.test = d.val;
+  } else {
+    const std::string dir = cfg_.value("data_dir", std::string(kFashionMnistDir));
+    d.train = load_fashion_mnist(dir, true);
+    d.val = load_fashion_mnist(dir, false);  // as in Ray Train's Lightning guide: validate on the test split
+    d.test = d.val;
+  }
+  return d;
+}
+
+MPITRAIN_REGISTER_MODULE(Classifier);
+
+}  // namespace mpitrain::apps

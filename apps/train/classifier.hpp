@@ -1,0 +1,30 @@
+// The image classifier behind mpitrain-train and the examples: a built-in model on a dataset
+// named in the Config. Registered as "Classifier".
+//   config keys: model (mlp|lenet|resnet18), dataset (fashion-mnist|synthetic|hdf5:PATH),
+//   data_dir, batch_size, lr, optimizer (sgd|adam|adamw), momentum, weight_decay,
+//   scheduler (none|step|cosine|one-cycle), total_steps (for the schedule)
+#pragma once
+#include "mpitrain/models/models.hpp"
+#include "mpitrain/train/module.hpp"
+
+namespace mpitrain::apps {
+
+class Classifier : public Module {
+ public:
+  explicit Classifier(const Config& config);  // validates the config; ConfigError names the bad key
+  torch::Tensor training_step(const Batch& batch, int64_t batch_idx) override;
+  void validation_step(const Batch& batch, int64_t batch_idx) override;
+  void test_step(const Batch& batch, int64_t batch_idx) override;
+  Optimizers configure_optimizers() override;
+  DataLoaders dataloaders() override;
+
+ private:
+  void evaluate(const Batch& batch, const std::string& prefix);
+  Config cfg_;
+  std::shared_ptr<models::Net> net_;
+};
+
+/// Checks the config without building anything (for the CLI, before any spawn).
+void validate_classifier_config(const Config& config);
+
+}  // namespace mpitrain::apps

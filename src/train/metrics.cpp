@@ -1,0 +1,48 @@
+#include "mpitrain/train/metrics.hpp"
+
+#include <algorithm>
+
+namespace mpitrain {
+
+void MetricSink::add(const std::string& name, double value, double weight, bool on_step, bool on_epoch, bool sync_dist,
+                     bool prog_bar) {
+  if (on_step) step_[name] = value;
+  if (on_epoch) {
+    Acc& a = epoch_[name];
+    a.sum += value * weight;
+    a.count += weight;
+    a.sync = sync_dist;
+  }
+  if (prog_bar && std::find(prog_bar_.begin(), prog_bar_.end(), name) == prog_bar_.end()) prog_bar_.push_back(name);
+}
+
+std::map<std::string, double> MetricSink::take_step_values() {
+  std::map<std::string, double> out;
+  out.swap(step_);
+  return out;
+}
+
+std::map<std::string, double> MetricSink::reduce_epoch(Engine& engine) {
+  // Names in map order (sorted): the same layout on every rank, or the allreduce reports a mismatch.
+  std::vector<double> packed;
+  for (auto& [name, a] : epoch_)
+    if (a.sync) {
+      packed.push_back(a.sum);
+      packed.push_back(a.count);
+    }
+  if (!packed.empty()) engine.allreduce(packed.data(), int64_t(packed.size()), DType::Float64, ReduceOp::Sum).wait();
+  std::map<std::string, double> out;
+  size_t k = 0;
+  for (auto& [name, a] : epoch_) {
+    double sum = a.sum, count = a.count;
+    if (a.sync) {
+      sum = packed[k++];
+      count = packed[k++];
+    }
+    out[name] = count > 0 ? sum / count : 0.0;
+  }
+  epoch_.clear();
+  return out;
+}
+
+}  // namespace mpitrain
