@@ -31,14 +31,14 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
-// Logs as lines; progress (messages with a "line") redrawn in place on a terminal, one line per
+// Logs as lines; progress (reports carrying a "line") redrawn in place on a terminal, one line per
 // report otherwise (Slurm logs).
 void default_message_handler(const nlohmann::json& m) {
   static const bool tty = ::isatty(2);
   static bool mid_line = false;
   const std::string type = m.value("type", "");
-  if (type == "progress" && m.contains("line")) {
-    const std::string line = m.value("line", "");
+  if (type == "progress" && m.contains("progress") && m["progress"].is_object() && m["progress"].contains("line")) {
+    const std::string line = m["progress"].value("line", "");
     if (tty) {
       std::cerr << "\r\033[K" << line << std::flush;
       mid_line = true;

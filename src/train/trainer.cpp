@@ -303,7 +303,8 @@ MPITRAIN_REGISTER_ENTRY_POINT("mpitrain.fit", fit_entry);
 
 Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) { opts_.validate(); }
 
-Result Trainer::fit(const std::string& module_name, const Config& config) const {
+Result Trainer::fit(const std::string& module_name, const Config& given) const {
+  const Config config = given.is_null() ? Config::object() : given;  // fit<M>({}) passes null
   create_module(module_name, config);  // unknown names and bad configs fail here, before any spawn
   LaunchOptions lo;
   lo.mode = opts_.mode;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# e2e for mpitrain-train: accuracy of the default MLP on Fashion-MNIST with 2 spawned workers,
+# progress lines in a non-TTY log, --config with flags overriding it, and bad input (one line,
+# exit 2). Usage: train_cli_test.sh <mpitrain-train>
+set -uo pipefail
+BIN=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail=0
+json() { /usr/bin/python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
+
+# 1. Accuracy: 2 workers, 2 epochs (Fashion-MNIST MLP baselines are ~87%)
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  timeout -k 5 600 "$BIN" --model mlp --workers 2 --epochs 2 --no-progress --summary-json acc.json > acc.log 2>&1 || { cat acc.log; fail=1; }
+  acc=$(json acc.json test_accuracy 2>/dev/null || echo 0)
+  echo "fashion-mnist mlp, 2 workers, 2 epochs: test accuracy $acc, $(json acc.json samples_per_s 2>/dev/null) samples/s"
+  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= 0.85 else 1)" || { echo "FAIL: accuracy $acc < 0.85"; fail=1; }
+else
+  echo "SKIP accuracy check: dataset-fashion-mnist not installed"
+fi
+
+# 2. Progress on a non-TTY: one line every --log-every-n-steps (30 steps / 10 = 3 lines)
+timeout -k 5 300 "$BIN" --dataset synthetic --workers 2 --limit-train-batches 30 --log-every-n-steps 10 > prog.log 2>&1
+n=$(grep -cE "^epoch 1/1 batch [0-9]+/30 step [0-9]+ .*it/s" prog.log)
+if [[ $n -eq 3 ]]; then echo "ok: $n progress lines"; else echo "FAIL: $n progress lines (want 3)"; cat prog.log; fail=1; fi
+
+# 2b. On a terminal the same progress is redrawn in place (carriage return + erase line)
+if command -v script >/dev/null; then
+  script -qfec "$BIN --dataset synthetic --workers 2 --limit-train-batches 30 --log-every-n-steps 10" /dev/null > tty.log 2>&1
+  if grep -q $'\r\e\[K''epoch 1/1 batch 30/30' tty.log; then echo "ok: progress bar redrawn on a TTY"; else echo "FAIL: no in-place progress on a TTY"; fail=1; fi
+fi
+
+# 3. --config file, flags override it
+printf 'model = lenet\nepochs = 1\nlimit-train-batches = 5\nlimit-val-batches = 2\ndataset = synthetic\n' > opts.cfg
+timeout -k 5 300 "$BIN" --config opts.cfg --model mlp --workers 2 --no-progress --summary-json cfg.json > cfg.log 2>&1 || { cat cfg.log; fail=1; }
+if [[ $(json cfg.json model) == mlp && $(json cfg.json steps) == 5.0 ]]; then echo "ok: config file + override"; else echo "FAIL: config file"; cat cfg.log; fail=1; fi
+
+# 4. Bad input: one line naming the problem, exit 2
+expect() {  # expect <text> -- args...
+  local want=$1; shift 2
+  local err rc
+  err=$(timeout -k 5 120 "$BIN" "$@" 2>&1 >/dev/null); rc=$?
+  if [[ $rc -ne 2 || $err != *"$want"* || $(printf '%s\n' "$err" | grep -c .) -ne 1 ]]; then
+    echo "FAIL: $* -> exit $rc: $err (want exit 2 and one line with '$want')"; fail=1
+  else echo "ok: $* -> $err"; fi
+}
+expect "unknown model 'vgg' (expected mlp, lenet or resnet18)" -- --model vgg
+expect "unknown dataset 'cifar10'" -- --dataset cifar10
+expect "unknown optimizer 'rmsprop'" -- --optimizer rmsprop
+expect "dataset file /nonexistent/train-images-idx3-ubyte.gz not found" -- --data-dir /nonexistent
+expect "dataset file /nonexistent.h5 not found" -- --dataset hdf5:/nonexistent.h5
+expect "batch size must be at least 1 (got 0)" -- --batch-size 0
+expect "precision must be \"32\" or \"bf16-mixed\"" -- --precision fp8
+expect "unknown strategy 'horovod' (available: ddp)" -- --strategy horovod
+expect "cannot read config file /nonexistent.cfg" -- --config /nonexistent.cfg
+expect "unrecognised option '--epochz'" -- --epochz 3
+exit $fail

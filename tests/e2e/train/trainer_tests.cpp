@@ -1,0 +1,93 @@
+// Trainer behaviour through fit(): a training_step that returns a non-scalar, EarlyStopping,
+// and metric aggregation across ranks (run alone: spawn; or under mpirun).
+#include <gtest/gtest.h>
+
+#include "mpitrain/data/synthetic.hpp"
+#include "mpitrain/launch/runtime.hpp"
+#include "mpitrain/train/trainer.hpp"
+
+namespace mpitrain {
+namespace {
+
+// A linear model on synthetic data; what it logs is steered by the config.
+struct Probe : Module {
+  Config cfg;
+  torch::nn::Linear lin{nullptr};
+  explicit Probe(const Config& c) : cfg(c) { lin = register_module("lin", torch::nn::Linear(8, 3)); }
+  torch::Tensor training_step(const Batch& b, int64_t) override {
+    auto loss = torch::nn::functional::cross_entropy(lin->forward(b.input), b.target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return cfg.value("non_scalar", false) ? loss : loss.mean();
+  }
+  void validation_step(const Batch& b, int64_t) override {
+    // A metric that never improves, and one whose cross-rank mean is known: (rank + 1) weighted by batch.
+    log("flat", 1.0, {}, b.size());
+    log("rank_plus_one", double(rank() + 1), {}, b.size());
+  }
+  Optimizers configure_optimizers() override { return {std::make_shared<torch::optim::SGD>(parameters(), torch::optim::SGDOptions(0.1)), nullptr}; }
+  DataLoaders dataloaders() override {
+    DataLoaders d;
+    d.train = make_synthetic_classification(64, {8}, 3, 1);
+    d.val = make_synthetic_classification(32, {8}, 3, 2);
+    d.batch_size = 8;
+    return d;
+  }
+};
+MPITRAIN_REGISTER_MODULE(Probe);
+
+TrainerOptions options() {
+  TrainerOptions o;
+  o.enable_progress_bar = false;
+  o.default_root_dir = ::testing::TempDir() + "/mpitrain-trainer-tests";
+  return o;
+}
+
+TEST(Trainer, NonScalarLossIsANamedError) {
+  Result r = Trainer(options()).fit<Probe>({{"non_scalar", true}});
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error.find("training_step must return a scalar loss, got a tensor of shape [8]"), std::string::npos) << r.error;
+}
+
+TEST(Trainer, EarlyStoppingStopsAfterPatienceEpochsWithoutImprovement) {
+  TrainerOptions o = options();
+  o.max_epochs = 10;
+  o.early_stopping.monitor = "flat";
+  o.early_stopping.patience = 2;
+  Result r = Trainer(o).fit<Probe>({});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.metrics.at("epochs"), 3.0) << "epoch 1 sets the best, epochs 2 and 3 do not improve";
+  EXPECT_EQ(r.metrics.at("early_stopping_best"), 1.0);
+}
+
+TEST(Trainer, MetricsAreAveragedOverRanks) {
+  Result r = Trainer(options()).fit<Probe>({});
+  ASSERT_TRUE(r.ok()) << r.error;
+  // Every rank validates 16 of the 32 examples (2 ranks) with value rank+1: mean (1+2)/2.
+  const int n = Runtime::current()->role() == Role::Spmd ? Runtime::current()->env().world_size : 2;
+  EXPECT_DOUBLE_EQ(r.metrics.at("rank_plus_one"), (n + 1) / 2.0);
+  EXPECT_EQ(r.metrics.at("steps"), 64.0 / 8 / n);
+}
+
+TEST(Trainer, BadOptionsAreRejectedUpFront) {
+  TrainerOptions o = options();
+  o.accumulate_grad_batches = 0;
+  EXPECT_THROW(Trainer{o}, ConfigError);
+  try {
+    Trainer(options()).fit("NoSuchModule", {});
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown module 'NoSuchModule' (registered: Probe)"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mpitrain
+
+int main(int argc, char** argv) {
+  mpitrain::Runtime rt(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (rt.role() == mpitrain::Role::Spmd && rt.env().rank != 0) {
+    auto& l = ::testing::UnitTest::GetInstance()->listeners();
+    delete l.Release(l.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
