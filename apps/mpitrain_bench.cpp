@@ -16,6 +16,7 @@ const char* kUsage =
     "benchmarks:\n"
     "  allreduce   allreduce latency/bandwidth sweep, mpitrain paths vs MPI_Allreduce (mpirun -n N mpitrain-bench ...)\n"
     "  spawn       launch -> all workers ready, 2 and 4 workers, vs torch.multiprocessing.spawn (run alone)\n"
+    "  train       MLP training samples/s: 1 rank, 2 ranks with mpitrain DDP, PyTorch DDP (run alone)\n"
     "'mpitrain-bench <benchmark> --help' explains its options and output columns.\n";
 }
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     const std::vector<std::string> rest(args.begin() + 1, args.end());
     if (args[0] == "allreduce") return mpitrain::bench::run_allreduce(rest, spmd);
     if (args[0] == "spawn") return mpitrain::bench::run_spawn(rest, spmd);
+    if (args[0] == "train") return mpitrain::bench::run_train(rest, spmd);
     throw mpitrain::bench::UsageError("unknown benchmark '" + args[0] + "'\n" + kUsage);
   } catch (const mpitrain::bench::UsageError& e) {
     if (printer) std::fprintf(stderr, "mpitrain-bench: %s\n", e.what());

@@ -60,5 +60,6 @@ inline std::string format(const char* fmt, ...) {
 /// Each parses its options first (so --help and option errors work anywhere), then checks the role.
 int run_allreduce(const std::vector<std::string>& args, bool spmd);
 int run_spawn(const std::vector<std::string>& args, bool spmd);
+int run_train(const std::vector<std::string>& args, bool spmd);
 
 }  // namespace mpitrain::bench

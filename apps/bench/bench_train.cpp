@@ -1,0 +1,145 @@
+// mpitrain-bench train: training throughput of an MLP 784-1024-1024-10, batch 64 per rank, one
+// LibTorch thread per rank: 1 rank (plain LibTorch), 2 ranks with mpitrain DDP, and PyTorch DDP
+// (gloo) on the same model from /usr/bin/python3, all in the same run.
+#include <torch/torch.h>
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "bench_common.hpp"
+#include "mpitrain/launch/launcher.hpp"
+#include "mpitrain/launch/registry.hpp"
+#include "mpitrain/models/models.hpp"
+#include "mpitrain/strategy/ddp.hpp"
+
+namespace po = boost::program_options;
+
+namespace mpitrain::bench {
+namespace {
+
+const char* kColumns = R"(Output (CSV; '#' lines are comments):
+  case            mpitrain-1: plain LibTorch on one rank (the scaling baseline)
+                  mpitrain-ddp-N: N ranks, mpitrain DDP (buckets in the shared window, engine thread)
+                  torch-ddp-N: PyTorch DistributedDataParallel, gloo over loopback, N processes
+  ranks           processes
+  samples_per_s   examples per second over all ranks, steady state (after warm-up), slowest rank's time
+  step_ms         milliseconds per optimizer step
+  scaling_eff     samples_per_s / (ranks x mpitrain-1 samples_per_s)
+  vs_torch        samples_per_s / torch-ddp-N samples_per_s at the same rank count)";
+
+// Runs on every worker: warm-up, then `steps` timed SGD steps; returns all ranks' samples/s.
+nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
+  const int64_t batch = p.at("batch"), steps = p.at("steps"), warmup = p.at("warmup");
+  torch::manual_seed(0);
+  auto model = models::make_mlp(784, {1024, 1024}, 10);
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<DDP> ddp;
+  if (ctx.world_size() > 1) {
+    engine = std::make_unique<Engine>(ctx.comm());
+    DDPOptions o;
+    o.bucket_cap_bytes = size_t(p.value("bucket_cap_mb", 25.0) * (1 << 20));
+    o.first_bucket_bytes = size_t(p.value("first_bucket_mb", 1.0) * (1 << 20));
+    ddp = std::make_unique<DDP>(o);
+    ddp->setup(*model, *engine);
+  }
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  torch::Tensor x = torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});
+  double t = 0;
+  for (int64_t i = 0; i < warmup + steps; ++i) {
+    if (i == warmup) {
+      ctx.comm().barrier();
+      t = MPI_Wtime();
+    }
+    if (ddp) ddp->zero_grad();
+    else opt.zero_grad();
+    torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+    if (ddp) ddp->after_backward();
+    opt.step();
+  }
+  if (engine) engine->synchronize();
+  double dt = MPI_Wtime() - t;
+  ddp.reset();
+  engine.reset();
+  ctx.comm().allreduce(&dt, &dt, 1, DType::Float64, ReduceOp::Max);
+  return {{"samples_per_s", double(steps * batch * ctx.world_size()) / dt}, {"step_ms", dt / double(steps) * 1e3}};
+}
+MPITRAIN_REGISTER_ENTRY_POINT("mpitrain-bench.train", train_entry);
+
+double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch) {
+  const std::string cmd = "/usr/bin/python3 " + script + " " + std::to_string(ranks) + " 29611 " + std::to_string(steps) +
+                          " " + std::to_string(warmup) + " " + std::to_string(batch) + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) throw Error("cannot run " + cmd);
+  char line[4096];
+  double v = -1;
+  std::string out;
+  while (std::fgets(line, sizeof line, p)) {
+    out += line;
+    std::sscanf(line, "samples_per_s %lf", &v);
+  }
+  if (::pclose(p) != 0 || v < 0) throw Error("PyTorch DDP baseline failed: " + out);
+  return v;
+}
+
+}  // namespace
+
+int run_train(const std::vector<std::string>& args, bool spmd) {
+  po::options_description desc("mpitrain-bench train [options]   (run alone: this process is the driver)");
+  int steps = 200, warmup = 20, batch = 64, repeats = 3;
+  double bucket_mb = 25, first_mb = 1;
+  bool no_torch = false;
+  desc.add_options()("help,h", "show this help and the meaning of every column")
+      ("steps", po::value(&steps)->default_value(steps), "timed steps per run")
+      ("warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")
+      ("batch-size", po::value(&batch)->default_value(batch), "examples per rank per step")
+      ("repeats", po::value(&repeats)->default_value(repeats), "runs per case (median reported)")
+      ("bucket-cap-mb", po::value(&bucket_mb)->default_value(bucket_mb), "DDP bucket size (MiB)")
+      ("first-bucket-mb", po::value(&first_mb)->default_value(first_mb), "DDP first bucket size (MiB)")
+      ("no-torch", po::bool_switch(&no_torch), "skip the PyTorch DDP baseline");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n" << kColumns << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (steps < 1 || warmup < 0 || batch < 1 || repeats < 1) throw UsageError("--steps, --batch-size and --repeats must be positive");
+  if (spmd) throw UsageError("train launches its own workers: run it without mpirun/srun");
+  const std::string script =
+      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "torch_ddp_baseline.py").string();
+
+  auto mpitrain_case = [&](int ranks) {
+    std::vector<double> sps, ms;
+    for (int i = 0; i < repeats; ++i) {
+      Result r = launch("mpitrain-bench.train",
+                        {{"batch", batch}, {"steps", steps}, {"warmup", warmup}, {"bucket_cap_mb", bucket_mb},
+                         {"first_bucket_mb", first_mb}},
+                        {ranks, 1, false});
+      if (!r.ok()) throw Error("benchmark run failed: " + r.error);
+      sps.push_back(r.value.at("samples_per_s"));
+      ms.push_back(r.value.at("step_ms"));
+    }
+    return std::pair{median(sps), median(ms)};
+  };
+  std::printf("# mpitrain-bench train: MLP 784-1024-1024-10, batch %d per rank, 1 thread per rank, %d steps after %d\n",
+              batch, steps, warmup);
+  std::printf("case,ranks,samples_per_s,step_ms,scaling_eff,vs_torch\n");
+  auto [one, one_ms] = mpitrain_case(1);
+  std::printf("mpitrain-1,1,%.1f,%.3f,1.00,\n", one, one_ms);
+  std::fflush(stdout);
+  double torch2 = 0;
+  if (!no_torch) {
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) t.push_back(run_torch(2, script, steps, warmup, batch));
+    torch2 = median(t);
+    std::printf("torch-ddp-2,2,%.1f,%.3f,%.2f,1.00\n", torch2, 2 * batch / torch2 * 1e3, torch2 / (2 * one));
+    std::fflush(stdout);
+  }
+  auto [two, two_ms] = mpitrain_case(2);
+  std::printf("mpitrain-ddp-2,2,%.1f,%.3f,%.2f,%s\n", two, two_ms, two / (2 * one),
+              torch2 > 0 ? format("%.2f", two / torch2).c_str() : "");
+  return 0;
+}
+
+}  // namespace mpitrain::bench
