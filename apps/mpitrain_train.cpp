@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
       "  Options may also come from --config FILE (lines 'key = value', same names); flags override the file.\n"
       "Options");
   std::string config_file, model = "mlp", dataset = "fashion-mnist", data_dir, optimizer = "sgd", precision = "32",
-                           output_dir = "mpitrain_logs", summary_json, strategy = "ddp", scheduler = "none";
+                           output_dir = "mpitrain_logs", summary_json, strategy = "ddp", scheduler = "none",
+                           loggers = "csv";
   int workers = 2, cpus = 1;
   int64_t epochs = 1, batch_size = 64, max_steps = -1, limit_train = -1, limit_val = -1, accumulate = 1, log_every = 50;
   double lr = 0.05, clip = 0, momentum = 0.9, weight_decay = 0;
@@ -51,7 +52,8 @@ int main(int argc, char** argv) {
       ("seed", po::value(&seed)->default_value(seed), "seed of initialisation, shuffling and dropout")
       ("deterministic", po::bool_switch(&deterministic), "LibTorch deterministic algorithms")
       ("precision", po::value(&precision)->default_value(precision), "32 | bf16-mixed")
-      ("output-dir", po::value(&output_dir)->default_value(output_dir), "logs (metrics.csv) go here")
+      ("output-dir", po::value(&output_dir)->default_value(output_dir), "logs (metrics.csv, tensorboard/) go here")
+      ("loggers", po::value(&loggers)->default_value(loggers), "comma-separated: csv, tensorboard")
       ("log-every-n-steps", po::value(&log_every)->default_value(log_every), "progress line every N steps")
       ("no-progress", po::bool_switch(&no_progress), "no progress lines")
       ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here");
@@ -85,6 +87,13 @@ int main(int argc, char** argv) {
     o.deterministic = deterministic;
     o.precision = precision;
     o.default_root_dir = output_dir;
+    o.loggers.clear();
+    for (size_t p = 0; p <= loggers.size();) {
+      size_t q = loggers.find(',', p);
+      if (q == std::string::npos) q = loggers.size();
+      if (q > p) o.loggers.push_back(loggers.substr(p, q - p));
+      p = q + 1;
+    }
     o.log_every_n_steps = log_every;
     o.enable_progress_bar = !no_progress;
     o.strategy = strategy;

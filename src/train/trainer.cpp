@@ -13,6 +13,7 @@
 
 #include "mpitrain/data/data_loader.hpp"
 #include "mpitrain/launch/registry.hpp"
+#include "mpitrain/train/loggers.hpp"
 #include "mpitrain/train/metrics.hpp"
 
 namespace mpitrain {
@@ -33,6 +34,7 @@ nlohmann::json TrainerOptions::to_json() const {
           {"enable_progress_bar", enable_progress_bar},
           {"log_every_n_steps", log_every_n_steps},
           {"run_test", run_test},
+          {"loggers", loggers},
           {"early_stopping",
            {{"monitor", early_stopping.monitor},
             {"mode", early_stopping.mode},
@@ -64,6 +66,7 @@ TrainerOptions TrainerOptions::from_json(const nlohmann::json& j) {
     o.enable_progress_bar = j.value("enable_progress_bar", o.enable_progress_bar);
     o.log_every_n_steps = j.value("log_every_n_steps", o.log_every_n_steps);
     o.run_test = j.value("run_test", o.run_test);
+    if (j.contains("loggers")) o.loggers = j["loggers"].get<std::vector<std::string>>();
     if (j.contains("early_stopping")) {
       const auto& e = j["early_stopping"];
       o.early_stopping.monitor = e.value("monitor", "");
@@ -101,6 +104,7 @@ void TrainerOptions::validate() const {
   need(precision == "32" || precision == "bf16-mixed", "precision must be \"32\" or \"bf16-mixed\" (got \"" + precision + "\")");
   need(log_every_n_steps >= 1, "log_every_n_steps must be >= 1");
   need(strategy == "ddp", "unknown strategy '" + strategy + "' (available: ddp)");
+  for (const auto& l : loggers) need(l == "csv" || l == "tensorboard", "unknown logger '" + l + "' (available: csv, tensorboard)");
   need(early_stopping.mode == "min" || early_stopping.mode == "max", "early_stopping.mode must be min or max");
   need(early_stopping.patience >= 1, "early_stopping.patience must be >= 1");
 }
@@ -123,21 +127,6 @@ std::string format_line(int64_t epoch, int64_t epochs, int64_t batch, int64_t ba
   if (it_s > 0) s << " eta " << int64_t(double(batches - batch) / it_s) << "s";
   return s.str();
 }
-
-class CsvLogger {
- public:
-  explicit CsvLogger(const std::string& dir) : path_(dir + "/metrics.csv") {
-    std::filesystem::create_directories(dir);
-    std::ofstream(path_) << "epoch,step,name,value\n";
-  }
-  void write(int64_t epoch, int64_t step, const std::map<std::string, double>& m) {
-    std::ofstream f(path_, std::ios::app);
-    for (auto& [k, v] : m) f << epoch << "," << step << "," << k << "," << std::setprecision(9) << v << "\n";
-  }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
@@ -164,8 +153,12 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
   Engine engine(ctx.comm());
   DDP strategy(o.ddp);
   strategy.setup(m, engine);
-  std::unique_ptr<CsvLogger> csv;
-  if (rank == 0) csv = std::make_unique<CsvLogger>(o.default_root_dir);
+  std::vector<std::unique_ptr<Logger>> loggers;  // rank 0 writes
+  if (rank == 0)
+    for (const auto& name : o.loggers) {
+      if (name == "csv") loggers.push_back(std::make_unique<CsvLogger>(o.default_root_dir));
+      if (name == "tensorboard") loggers.push_back(std::make_unique<TensorBoardLogger>(o.default_root_dir + "/tensorboard"));
+    }
 
   const bool bf16 = o.precision == "bf16-mixed";
   auto evaluate = [&](DataLoader& loader, bool is_test, int64_t limit) {
@@ -230,6 +223,8 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
       ++steps;
       ++window_steps;
       auto step_values = sink.take_step_values();
+      if (steps % o.log_every_n_steps == 0)
+        for (auto& l : loggers) l->log_metrics(step_values, steps);
       if (rank == 0 && o.enable_progress_bar && (steps % o.log_every_n_steps == 0 || b == nb - 1)) {
         const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
         ctx.report_progress({{"line", format_line(epoch, o.max_epochs, b + 1, nb, steps,
@@ -252,7 +247,12 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
     }
     last = sink.reduce_epoch(engine);
     ++epochs_run;
-    if (csv) csv->write(epoch, steps, last);
+    {
+      std::map<std::string, double> epoch_metrics;
+      for (auto& [k, v] : last) epoch_metrics[k + (k.rfind("train_", 0) == 0 ? "_epoch" : "")] = v;
+      epoch_metrics["epoch"] = double(epoch);
+      for (auto& l : loggers) l->log_metrics(epoch_metrics, steps);
+    }
     if (rank == 0) {
       std::ostringstream s;
       s << "epoch " << epoch + 1 << " done:";

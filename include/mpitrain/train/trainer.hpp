@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <typeindex>
+#include <vector>
 
 #include "mpitrain/launch/launcher.hpp"
 #include "mpitrain/launch/task_context.hpp"
@@ -34,6 +35,7 @@ struct TrainerOptions {
   bool enable_progress_bar = true;
   int64_t log_every_n_steps = 50;
   bool run_test = true;                 ///< after fit, evaluate the test set if the module has one
+  std::vector<std::string> loggers = {"csv"};  ///< "csv" (metrics.csv), "tensorboard" (tensorboard/events.*)
   EarlyStoppingOptions early_stopping;
   std::string strategy = "ddp";
   DDPOptions ddp;
