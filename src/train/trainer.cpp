@@ -295,8 +295,12 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
 // ---------------------------------------------------------------- driver side
 namespace {
 nlohmann::json fit_entry(TaskContext& ctx, const nlohmann::json& p) {
+  const TrainerOptions o = TrainerOptions::from_json(p.at("trainer"));
+  // LibTorch's default generator starts from a random seed: seed it before the module builds its
+  // layers, the same on every rank, so initialisation is reproducible (DDP then broadcasts rank 0's).
+  torch::manual_seed(mix_seed(o.seed, -1, -1));
   auto module = create_module(p.at("module"), p.value("config", Config::object()));
-  return Trainer::run(*module, TrainerOptions::from_json(p.at("trainer")), ctx);
+  return Trainer::run(*module, o, ctx);
 }
 MPITRAIN_REGISTER_ENTRY_POINT("mpitrain.fit", fit_entry);
 }  // namespace

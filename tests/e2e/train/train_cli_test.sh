@@ -31,6 +31,12 @@ if command -v script >/dev/null; then
   if grep -q $'\r\e\[K''epoch 1/1 batch 30/30' tty.log; then echo "ok: progress bar redrawn on a TTY"; else echo "FAIL: no in-place progress on a TTY"; fail=1; fi
 fi
 
+# 2c. Reproducible: the same seed gives the same model, spawned or under mpirun (exact metrics)
+"$BIN" --dataset synthetic --workers 2 --limit-train-batches 20 --no-progress --summary-json spawn.json > /dev/null 2>&1
+timeout -k 5 300 mpirun -n 2 --oversubscribe "$BIN" --dataset synthetic --limit-train-batches 20 --no-progress --summary-json spmd.json > /dev/null 2>&1
+a=$(json spawn.json val_loss); b=$(json spmd.json val_loss)
+if [[ -n $a && $a == "$b" ]]; then echo "ok: spawn and mpirun give val_loss $a"; else echo "FAIL: spawn val_loss $a, mpirun $b"; fail=1; fi
+
 # 3. --config file, flags override it
 printf 'model = lenet\nepochs = 1\nlimit-train-batches = 5\nlimit-val-batches = 2\ndataset = synthetic\n' > opts.cfg
 timeout -k 5 300 "$BIN" --config opts.cfg --model mlp --workers 2 --no-progress --summary-json cfg.json > cfg.log 2>&1 || { cat cfg.log; fail=1; }
