@@ -1,6 +1,7 @@
 #include "worker.hpp"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <mpi.h>
 #include <unistd.h>
 
@@ -44,6 +45,15 @@ class Heartbeat {
   std::thread thread_;
 };
 
+// LibTorch's matrix products run in the BLAS, whose thread pool at::set_num_threads does not
+// govern: OpenBLAS sizes it from the CPUs it may use, so an unbound spawned worker would run two
+// BLAS threads where an mpirun-bound rank runs one (different speed, and different rounding).
+// Set it too, when the BLAS is OpenBLAS (looked up at run time: no link dependency).
+void set_blas_threads(int n) {
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
 [[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg) {
   ch.send({{"type", "error"}, {"rank", rank}, {"message", msg}});
   std::fflush(stdout);
@@ -76,6 +86,7 @@ void serve_worker(const std::string& channel_name) {
     const EntryPoint* fn = find_entry_point(entry);
     if (!fn) fail(ch, rank, "unknown entry point '" + entry + "' in the worker binary");
     at::set_num_threads(std::max(1, task->value("cpus_per_worker", 1)));
+    set_blas_threads(std::max(1, task->value("cpus_per_worker", 1)));
     Heartbeat heartbeat(ch, rank);
     nlohmann::json value;
     double wall = 0;
