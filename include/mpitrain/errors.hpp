@@ -28,4 +28,11 @@ struct CommError : Error {
   using Error::Error;
 };
 
+/// A job's worker failed (exception, signal, early exit); the message starts with "rank r: ".
+/// Thrown by launch()/fit() when asked to (LaunchOptions::throw_on_error), else returned in Result.
+struct WorkerFailure : Error {
+  WorkerFailure(const std::string& msg, int rank) : Error(msg), rank(rank) {}
+  int rank;
+};
+
 }  // namespace mpitrain

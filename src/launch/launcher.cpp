@@ -425,7 +425,11 @@ Result launch(const std::string& entry, const nlohmann::json& payload, const Sca
     throw ConfigError("spawn mode under srun: Slurm's PMIx cannot MPI_Comm_spawn; run SPMD instead "
                       "(srun -n N --mpi=pmix ./app)");
   Job job(entry, payload, scaling, options);
-  return job.run();
+  Result r = job.run();
+  if (r.value.is_object() && r.value.contains("checkpoint") && r.value["checkpoint"].is_string())
+    r.checkpoint = r.value["checkpoint"];
+  if (options.throw_on_error && !r.ok()) throw WorkerFailure(r.error, r.failed_rank);
+  return r;
 }
 
 }  // namespace mpitrain

@@ -312,6 +312,7 @@ Result Trainer::fit(const std::string& module_name, const Config& given) const {
   create_module(module_name, config);  // unknown names and bad configs fail here, before any spawn
   LaunchOptions lo;
   lo.mode = opts_.mode;
+  lo.throw_on_error = opts_.throw_on_error;
   return launch("mpitrain.fit", {{"module", module_name}, {"config", config}, {"trainer", opts_.to_json()}}, opts_.scaling, lo);
 }
 

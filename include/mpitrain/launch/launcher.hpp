@@ -34,6 +34,8 @@ struct LaunchOptions {
   std::chrono::milliseconds comm_timeout{300000};      ///< deadline of the workers' collectives
   std::chrono::milliseconds failure_report_wait{1500}; ///< after a worker vanished: wait this long for the
                                                        ///< launcher's account of why (signal, exit code)
+  /// Throw WorkerFailure instead of returning a Result whose error is set.
+  bool throw_on_error = false;
   /// Every message from the workers, on the thread that called launch(). Default: log lines are
   /// printed to stderr as "[rank r] ...".
   std::function<void(const nlohmann::json&)> on_message;
@@ -43,6 +45,7 @@ struct Result {
   nlohmann::json value;                  ///< what rank 0's entry point returned
   std::map<std::string, double> metrics; ///< last reported value per name
   std::string error;                     ///< "rank r: <message>"; empty on success
+  std::string checkpoint;                ///< path of the job's last checkpoint, if it wrote one
   int failed_rank = -1;
   std::vector<double> wall_seconds;      ///< per rank: time in the entry point
   std::vector<int> worker_pids;          ///< per rank (spawn mode)
@@ -53,7 +56,8 @@ struct Result {
 
 /// Runs `entry` on the workers. Bad input (unknown entry, num_workers <= 0, spawn requested
 /// where it cannot work) throws ConfigError before anything starts; a failure of the job is
-/// returned in Result::error. Thread-safe in a driver.
+/// returned in Result::error (or thrown as WorkerFailure with throw_on_error). Thread-safe in a
+/// driver. A worker's result value may carry {"checkpoint": path}, copied to Result::checkpoint.
 Result launch(const std::string& entry, const nlohmann::json& payload, const ScalingConfig& scaling = {},
               const LaunchOptions& options = {});
 

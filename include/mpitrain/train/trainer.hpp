@@ -41,6 +41,7 @@ struct TrainerOptions {
   DDPOptions ddp;
   ScalingConfig scaling;                ///< spawn mode: workers and their threads
   LaunchMode mode = LaunchMode::Auto;
+  bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning Result::error
 
   nlohmann::json to_json() const;
   static TrainerOptions from_json(const nlohmann::json& j);  ///< ConfigError on a bad value

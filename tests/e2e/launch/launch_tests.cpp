@@ -161,6 +161,19 @@ TEST(Driver, WorkerExceptionReachesTheDriver) {
   expect_job_gone(r);
 }
 
+TEST(Driver, WorkerFailureIsThrownWhenAsked) {
+  LaunchOptions o;
+  o.throw_on_error = true;
+  try {
+    launch("fail_on_rank1", {{"how", "throw"}}, {2, 1, false}, o);
+    ADD_FAILURE() << "no WorkerFailure";
+  } catch (const WorkerFailure& e) {
+    EXPECT_STREQ(e.what(), "rank 1: boom from rank 1");
+    EXPECT_EQ(e.rank, 1);
+  }
+  EXPECT_EQ(count_children(), 0);
+}
+
 TEST(Driver, WorkerKilledBySigkillIsNamedWithin30s) {
   const auto t0 = std::chrono::steady_clock::now();
   Result r = launch_failing("sigkill", SIGKILL);
