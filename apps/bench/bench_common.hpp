@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -55,6 +56,23 @@ inline std::string format(const char* fmt, ...) {
   std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   return buf;
+}
+
+/// Runs a shell command and returns the number that follows `key` on one of its output lines;
+/// throws Error with the whole output when the command fails or never prints it.
+inline double run_and_read(const std::string& cmd, const std::string& key) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run " + cmd);
+  char line[4096];
+  double v = 0;
+  bool found = false;
+  std::string out;
+  while (std::fgets(line, sizeof line, p)) {
+    out += line;
+    if (std::strncmp(line, (key + " ").c_str(), key.size() + 1) == 0) found = std::sscanf(line + key.size() + 1, "%lf", &v) == 1;
+  }
+  if (::pclose(p) != 0 || !found) throw std::runtime_error("baseline failed (" + cmd + "): " + out);
+  return v;
 }
 
 /// Each parses its options first (so --help and option errors work anywhere), then checks the role.

@@ -64,18 +64,7 @@ Timing time_mpitrain(int n, int runs) {
 // Runs the Python baseline; returns seconds from starting the interpreter to all workers ready.
 double time_torch(int n, const std::string& script, int port) {
   const double start = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const std::string cmd = "/usr/bin/python3 " + script + " " + std::to_string(n) + " " + std::to_string(port) + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) throw Error("cannot run " + cmd);
-  char line[4096];
-  double ready_at = -1;
-  std::string out;
-  while (std::fgets(line, sizeof line, p)) {
-    out += line;
-    std::sscanf(line, "ready_at %lf", &ready_at);
-  }
-  const int rc = ::pclose(p);
-  if (rc != 0 || ready_at < 0) throw Error("torch baseline failed (" + cmd + "): " + out);
+  const double ready_at = run_and_read("/usr/bin/python3 " + script + " " + std::to_string(n) + " " + std::to_string(port), "ready_at");
   return ready_at - start;
 }
 

@@ -67,19 +67,9 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
 MPITRAIN_REGISTER_ENTRY_POINT("mpitrain-bench.train", train_entry);
 
 double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch) {
-  const std::string cmd = "/usr/bin/python3 " + script + " " + std::to_string(ranks) + " 29611 " + std::to_string(steps) +
-                          " " + std::to_string(warmup) + " " + std::to_string(batch) + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) throw Error("cannot run " + cmd);
-  char line[4096];
-  double v = -1;
-  std::string out;
-  while (std::fgets(line, sizeof line, p)) {
-    out += line;
-    std::sscanf(line, "samples_per_s %lf", &v);
-  }
-  if (::pclose(p) != 0 || v < 0) throw Error("PyTorch DDP baseline failed: " + out);
-  return v;
+  return run_and_read("/usr/bin/python3 " + script + " " + std::to_string(ranks) + " 29611 " + std::to_string(steps) + " " +
+                          std::to_string(warmup) + " " + std::to_string(batch),
+                      "samples_per_s");
 }
 
 }  // namespace

@@ -65,37 +65,39 @@ std::string leader_path() {
   throw ConfigError("cannot find the mpitrain-leader program next to libmpitrain_launch (set MPITRAIN_LEADER)");
 }
 
-// Pids of the processes in session `sid` (orted starts one with setsid; the workers live there).
-std::vector<pid_t> session_members(pid_t sid) {
-  std::vector<pid_t> out;
+// The fields of /proc/<pid>/stat we need, for every live (non-zombie) process.
+struct ProcStat {
+  pid_t pid, ppid, session;
+};
+std::vector<ProcStat> processes() {
+  std::vector<ProcStat> out;
   for (auto& d : std::filesystem::directory_iterator("/proc")) {
     const std::string name = d.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream f(d.path() / "stat");
     std::string s((std::istreambuf_iterator<char>(f)), {});
-    auto close = s.rfind(')');
+    auto close = s.rfind(')');  // the command name may contain spaces and parentheses
     if (close == std::string::npos) continue;
     std::istringstream rest(s.substr(close + 2));
     char state;
     long ppid, pgrp, session;
-    if (rest >> state >> ppid >> pgrp >> session && session == sid && state != 'Z') out.push_back(pid_t(std::stol(name)));
+    if (rest >> state >> ppid >> pgrp >> session && state != 'Z')
+      out.push_back({pid_t(std::stol(name)), pid_t(ppid), pid_t(session)});
   }
   return out;
 }
 
+// Pids of the processes in session `sid` (orted starts one with setsid; the workers live there).
+std::vector<pid_t> session_members(pid_t sid) {
+  std::vector<pid_t> out;
+  for (const auto& p : processes())
+    if (p.session == sid) out.push_back(p.pid);
+  return out;
+}
+
 pid_t child_of(pid_t parent) {
-  for (auto& d : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = d.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(d.path() / "stat");
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    auto close = s.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(s.substr(close + 2));
-    char state;
-    long ppid;
-    if (rest >> state >> ppid && ppid == parent) return pid_t(std::stol(name));
-  }
+  for (const auto& p : processes())
+    if (p.ppid == parent) return p.pid;
   return -1;
 }
 
