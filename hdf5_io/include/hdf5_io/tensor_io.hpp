@@ -1,0 +1,42 @@
+// hdf5_io (DESIGN §2: its own library): tensors <-> HDF5 datasets on the serial HDF5 C++ API.
+// Datasets are chunked with HDF5's Fletcher-32 checksum filter, so corruption is detected on
+// read. bf16 / fp16 / bool are stored as 16-bit / 8-bit integers with a "dtype" attribute
+// (HDF5 1.10 has no such native types); every dataset carries "dtype" so readers (h5py) know.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <H5Cpp.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace hdf5_io {
+
+/// Any failure to read or write a checkpoint-like file: names the file/dataset and the problem.
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Opens (read-only) or creates (truncating) an HDF5 file; CheckpointError naming the path.
+H5::H5File open_file(const std::string& path);
+H5::H5File create_file(const std::string& path);
+/// The group at `path` ("/a/b"), created with its parents when missing.
+H5::Group require_group(H5::H5File& file, const std::string& path);
+
+/// Writes a contiguous CPU tensor of float32/64, bfloat16, float16, int32, int64 or bool to
+/// `parent`/`name` (chunked, Fletcher-32; 0-d tensors stored as shape [] scalars).
+void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& t);
+/// Reads it back with the dtype and shape it was written with. A failed checksum, a missing
+/// dataset or an unsupported type raises CheckpointError naming the dataset's full path.
+at::Tensor read_tensor(const H5::Group& parent, const std::string& name);
+/// Rows [start, start + count) along dimension 0 only (a per-rank hyperslab).
+at::Tensor read_rows(const H5::Group& parent, const std::string& name, int64_t start, int64_t count);
+/// Shape of a dataset without reading it.
+std::vector<int64_t> dataset_shape(const H5::Group& parent, const std::string& name);
+
+/// String attributes (variable-length UTF-8, as h5py writes str). JSON goes in as text.
+void set_attribute(H5::H5Object& obj, const std::string& name, const std::string& value);
+std::string get_attribute(const H5::H5Object& obj, const std::string& name);  // CheckpointError if missing
+bool has_attribute(const H5::H5Object& obj, const std::string& name);
+
+}  // namespace hdf5_io

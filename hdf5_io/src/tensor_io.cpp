@@ -1,0 +1,180 @@
+#include "hdf5_io/tensor_io.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace hdf5_io {
+
+namespace {
+
+// HDF5's C++ API prints every error stack to stderr before throwing; we report our own.
+struct Quiet {
+  Quiet() { H5::Exception::dontPrint(); }
+} quiet;
+
+std::string where(const H5::H5Object& loc, const std::string& name) {
+  std::string base = loc.getObjName();
+  return (base == "/" ? "" : base) + "/" + name;
+}
+
+struct TypeInfo {
+  const char* name;
+  H5::PredType type;
+};
+
+TypeInfo type_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return {"float32", H5::PredType::NATIVE_FLOAT};
+    case at::kDouble: return {"float64", H5::PredType::NATIVE_DOUBLE};
+    case at::kBFloat16: return {"bfloat16", H5::PredType::NATIVE_UINT16};
+    case at::kHalf: return {"float16", H5::PredType::NATIVE_UINT16};
+    case at::kInt: return {"int32", H5::PredType::NATIVE_INT32};
+    case at::kLong: return {"int64", H5::PredType::NATIVE_INT64};
+    case at::kBool: return {"bool", H5::PredType::NATIVE_UINT8};
+    default: throw CheckpointError(std::string("cannot store tensors of dtype ") + c10::toString(t) + " in HDF5");
+  }
+}
+
+at::ScalarType scalar_type_named(const std::string& n, const std::string& ds) {
+  for (auto t : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kInt, at::kLong, at::kBool})
+    if (n == type_of(t).name) return t;
+  throw CheckpointError("dataset " + ds + ": unknown dtype attribute '" + n + "'");
+}
+
+std::vector<hsize_t> dims_of(const H5::DataSpace& space) {
+  std::vector<hsize_t> d(size_t(space.getSimpleExtentNdims()));
+  if (!d.empty()) space.getSimpleExtentDims(d.data());
+  return d;
+}
+
+}  // namespace
+
+H5::H5File open_file(const std::string& path) {
+  try {
+    if (!H5::H5File::isHdf5(path)) throw CheckpointError(path + " is not an HDF5 file");
+    return H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot open " + path + ": " + e.getDetailMsg());
+  }
+}
+
+H5::H5File create_file(const std::string& path) {
+  try {
+    return H5::H5File(path, H5F_ACC_TRUNC);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot create " + path + ": " + e.getDetailMsg());
+  }
+}
+
+H5::Group require_group(H5::H5File& file, const std::string& path) {
+  H5::Group g = file.openGroup("/");
+  size_t p = 1;
+  while (p < path.size()) {
+    size_t q = path.find('/', p);
+    if (q == std::string::npos) q = path.size();
+    const std::string part = path.substr(p, q - p);
+    if (!part.empty()) g = g.nameExists(part) ? g.openGroup(part) : g.createGroup(part);
+    p = q + 1;
+  }
+  return g;
+}
+
+void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& tensor) {
+  if (!tensor.defined()) throw CheckpointError("dataset " + where(parent, name) + ": undefined tensor");
+  at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
+  const TypeInfo ti = type_of(t.scalar_type());
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  try {
+    H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(int(dims.size()), dims.data());
+    H5::DSetCreatPropList props;
+    if (!dims.empty() && t.numel() > 0) {
+      // Chunks of ~1 MiB along dimension 0 (the filter needs chunking; rows stay whole for hyperslabs).
+      std::vector<hsize_t> chunk = dims;
+      const hsize_t row = std::max<hsize_t>(1, hsize_t(t.numel() / std::max<int64_t>(1, t.size(0))) * t.element_size());
+      chunk[0] = std::clamp<hsize_t>((1u << 20) / row, 1, dims[0]);
+      props.setChunk(int(chunk.size()), chunk.data());
+      props.setFletcher32();
+    }
+    H5::DataSet ds = parent.createDataSet(name, ti.type, space, props);
+    if (t.numel() > 0) ds.write(t.data_ptr(), ti.type);
+    set_attribute(ds, "dtype", ti.name);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot write dataset " + where(parent, name) + ": " + e.getDetailMsg());
+  }
+}
+
+std::vector<int64_t> dataset_shape(const H5::Group& parent, const std::string& name) {
+  try {
+    if (!parent.nameExists(name)) throw CheckpointError("dataset " + where(parent, name) + " is missing");
+    auto d = dims_of(parent.openDataSet(name).getSpace());
+    return {d.begin(), d.end()};
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot read dataset " + where(parent, name) + ": " + e.getDetailMsg());
+  }
+}
+
+static at::Tensor read_impl(const H5::Group& parent, const std::string& name, int64_t start, int64_t count) {
+  const std::string full = where(parent, name);
+  try {
+    if (!parent.nameExists(name)) throw CheckpointError("dataset " + full + " is missing");
+    H5::DataSet ds = parent.openDataSet(name);
+    if (!has_attribute(ds, "dtype")) throw CheckpointError("dataset " + full + " has no dtype attribute");
+    const at::ScalarType st = scalar_type_named(get_attribute(ds, "dtype"), full);
+    H5::DataSpace file_space = ds.getSpace();
+    std::vector<hsize_t> dims = dims_of(file_space);
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+    if (start >= 0) {
+      if (dims.empty() || start + count > int64_t(dims[0]) || count < 0)
+        throw CheckpointError("dataset " + full + ": rows [" + std::to_string(start) + ", " + std::to_string(start + count) +
+                              ") outside its " + std::to_string(dims.empty() ? 0 : dims[0]) + " rows");
+      std::vector<hsize_t> off(dims.size(), 0), cnt = dims;
+      off[0] = hsize_t(start);
+      cnt[0] = hsize_t(count);
+      shape[0] = count;
+      if (count > 0) file_space.selectHyperslab(H5S_SELECT_SET, cnt.data(), off.data());
+      dims = cnt;
+    }
+    at::Tensor t = at::empty(shape, at::TensorOptions(st));
+    if (t.numel() == 0) return t;
+    const TypeInfo ti = type_of(st);
+    H5::DataSpace mem = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(int(dims.size()), dims.data());
+    ds.read(t.data_ptr(), ti.type, mem, file_space);
+    return t;
+  } catch (const H5::Exception& e) {
+    // A failed Fletcher-32 check surfaces here as a read error of this dataset.
+    throw CheckpointError("cannot read dataset " + full + " (corrupt or truncated?): " + e.getDetailMsg());
+  }
+}
+
+at::Tensor read_tensor(const H5::Group& parent, const std::string& name) { return read_impl(parent, name, -1, -1); }
+
+at::Tensor read_rows(const H5::Group& parent, const std::string& name, int64_t start, int64_t count) {
+  if (start < 0) throw CheckpointError("dataset " + where(parent, name) + ": negative start row");
+  return read_impl(parent, name, start, count);
+}
+
+void set_attribute(H5::H5Object& obj, const std::string& name, const std::string& value) {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  if (obj.attrExists(name)) obj.removeAttr(name);
+  H5::Attribute a = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
+  a.write(type, value);
+}
+
+std::string get_attribute(const H5::H5Object& obj, const std::string& name) {
+  try {
+    if (!obj.attrExists(name)) throw CheckpointError("attribute '" + name + "' missing on " + obj.getObjName());
+    H5::Attribute a = obj.openAttribute(name);
+    std::string v;
+    a.read(a.getStrType(), v);
+    return v;
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + e.getDetailMsg());
+  }
+}
+
+bool has_attribute(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+
+}  // namespace hdf5_io

@@ -1,0 +1,147 @@
+// hdf5_io: every dtype round-trips bit-exactly, attributes, per-rank hyperslabs, and corruption
+// (flipped bytes, truncation, not HDF5) raises CheckpointError naming the dataset or file.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "hdf5_io/tensor_io.hpp"
+
+namespace hdf5_io {
+namespace {
+
+struct TempFile {
+  std::string path = (std::filesystem::temp_directory_path() / ("hdf5io-" + std::to_string(::getpid()) + "-" +
+                                                                 std::to_string(counter++) + ".h5")).string();
+  ~TempFile() { std::filesystem::remove(path); }
+  static inline int counter = 0;
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "<no CheckpointError>";
+}
+
+TEST(TensorIo, EveryDtypeRoundTripsBitExactly) {
+  TempFile f;
+  std::vector<std::pair<std::string, at::Tensor>> tensors = {
+      {"f32", at::randn({3, 5})},
+      {"f64", at::randn({7}, at::kDouble)},
+      {"bf16", at::randn({4, 4}).to(at::kBFloat16)},
+      {"f16", at::randn({2, 3, 4}).to(at::kHalf)},
+      {"i32", at::randint(-1000, 1000, {9}, at::kInt)},
+      {"i64", at::randint(-1000000, 1000000, {2, 2}, at::kLong)},
+      {"bool", at::randn({6}).gt(0)},
+      {"scalar", at::scalar_tensor(3.25)},
+      {"empty", at::empty({0, 4})},
+  };
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = require_group(file, "/model/layer1");
+    for (auto& [name, t] : tensors) write_tensor(g, name, t);
+  }
+  H5::H5File file = open_file(f.path);
+  H5::Group g = file.openGroup("/model/layer1");
+  for (auto& [name, t] : tensors) {
+    at::Tensor r = read_tensor(g, name);
+    EXPECT_EQ(r.scalar_type(), t.scalar_type()) << name;
+    EXPECT_EQ(r.sizes(), t.sizes()) << name;
+    EXPECT_TRUE(r.equal(t)) << name;
+  }
+}
+
+TEST(TensorIo, AttributesAndHyperslabRows) {
+  TempFile f;
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group root = file.openGroup("/");
+    set_attribute(root, "format", "mpitrain-checkpoint");
+    set_attribute(root, "config", R"({"lr": 0.1, "model": "mlp"})");
+    write_tensor(root, "X", at::arange(100 * 3, at::kFloat).reshape({100, 3}));
+  }
+  H5::H5File file = open_file(f.path);
+  H5::Group root = file.openGroup("/");
+  EXPECT_EQ(get_attribute(root, "format"), "mpitrain-checkpoint");
+  EXPECT_EQ(get_attribute(root, "config"), R"({"lr": 0.1, "model": "mlp"})");
+  EXPECT_FALSE(has_attribute(root, "nope"));
+  at::Tensor rows = read_rows(root, "X", 40, 10);  // what rank 2 of 5 would read from 50 rows
+  ASSERT_EQ(rows.sizes(), (std::vector<int64_t>{10, 3}));
+  EXPECT_EQ(rows[0][0].item<float>(), 120.f);
+  EXPECT_EQ(dataset_shape(root, "X"), (std::vector<int64_t>{100, 3}));
+  EXPECT_NE(error_of([&] { read_rows(root, "X", 95, 10); }).find("/X: rows [95, 105) outside its 100 rows"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_tensor(root, "Y"); }).find("dataset /Y is missing"), std::string::npos);
+}
+
+TEST(TensorIo, FlippedBytesAreCaughtByTheChecksumAndNamed) {
+  TempFile f;
+  at::Tensor w = at::arange(50000, at::kFloat).add_(1234567.0f);
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = require_group(file, "/model");
+    write_tensor(g, "weight", w);
+  }
+  // Find the data (element 1000's bytes) in the file and flip one byte there.
+  std::string bytes;
+  {
+    std::ifstream in(f.path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const float probe = w[1000].item<float>();
+  const size_t pos = bytes.find(std::string(reinterpret_cast<const char*>(&probe), 4));
+  ASSERT_NE(pos, std::string::npos);
+  bytes[pos + 1] ^= 0x40;
+  std::ofstream(f.path, std::ios::binary | std::ios::trunc).write(bytes.data(), long(bytes.size()));
+  H5::H5File file = open_file(f.path);
+  H5::Group g = file.openGroup("/model");
+  const std::string m = error_of([&] { read_tensor(g, "weight"); });
+  EXPECT_NE(m.find("cannot read dataset /model/weight (corrupt or truncated?)"), std::string::npos) << m;
+}
+
+TEST(TensorIo, TruncatedAndForeignFilesAreNamed) {
+  TempFile f, junk;
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = file.openGroup("/");
+    write_tensor(g, "big", at::randn({200000}));
+  }
+  std::filesystem::resize_file(f.path, std::filesystem::file_size(f.path) / 2);
+  std::string m;
+  try {
+    H5::H5File file = open_file(f.path);
+    H5::Group g = file.openGroup("/");
+    read_tensor(g, "big");
+    m = "<no error>";
+  } catch (const CheckpointError& e) {
+    m = e.what();
+  } catch (const H5::Exception& e) {
+    m = "raw H5 exception: " + e.getDetailMsg();
+  }
+  EXPECT_TRUE(m.find(f.path) != std::string::npos || m.find("/big") != std::string::npos) << m;
+  std::ofstream(junk.path) << "not hdf5 at all";
+  EXPECT_NE(error_of([&] { open_file(junk.path); }).find(junk.path + " is not an HDF5 file"), std::string::npos);
+  EXPECT_NE(error_of([&] { open_file("/nonexistent/x.h5"); }).find("/nonexistent/x.h5"), std::string::npos);
+}
+
+TEST(TensorIo, ReadableFromH5py) {
+  if (!std::filesystem::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 with h5py not installed";
+  TempFile f;
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = require_group(file, "/model");
+    write_tensor(g, "w", at::arange(6, at::kFloat).reshape({2, 3}));
+    write_tensor(g, "h", at::ones({3}, at::kBFloat16));
+  }
+  const std::string cmd = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File('" + f.path +
+                          "','r'); w=f['model/w']; assert w.shape==(2,3) and w[1,2]==5.0 and w.attrs['dtype']=='float32';"
+                          " h=f['model/h']; assert h.attrs['dtype']=='bfloat16' and h[0]==0x3f80; print('h5py ok')\"";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+}  // namespace
+}  // namespace hdf5_io
