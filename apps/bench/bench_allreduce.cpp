@@ -106,8 +106,6 @@ int run_allreduce(const std::vector<std::string>& args, bool spmd) {
       ("timeout", po::value(&timeout_s)->default_value(timeout_s), "collective deadline in seconds")
       ("staging-bytes", po::value(&staging_s)->default_value(staging_s), "CommOptions::staging_bytes (user path ring)")
       ("pipeline-chunk", po::value(&pipe_s)->default_value(pipe_s), "CommOptions::pipeline_chunk_bytes (user path)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
   int rank = 0, n = 1;
   int inited = 0;
   MPI_Initialized(&inited);
@@ -115,11 +113,7 @@ int run_allreduce(const std::vector<std::string>& args, bool spmd) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
   }
-  if (vm.count("help")) {
-    if (rank == 0) std::cout << desc << "\n" << kColumns << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_options(desc, args, kColumns, rank == 0)) return 0;
   const size_t min_b = parse_bytes(min_s), max_b = parse_bytes(max_s);
   if (min_b < 4 || max_b < min_b) throw UsageError("need 4 <= --min-bytes <= --max-bytes");
   if (windows < 1 || window_s <= 0 || timeout_s <= 0) throw UsageError("--windows, --window-seconds and --timeout must be positive");

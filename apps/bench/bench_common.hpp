@@ -1,6 +1,8 @@
 // Small helpers shared by the mpitrain-bench subcommands.
 #pragma once
 #include <algorithm>
+#include <boost/program_options.hpp>
+#include <iostream>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -56,6 +58,20 @@ inline std::string format(const char* fmt, ...) {
   std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   return buf;
+}
+
+/// Parses a benchmark's options; on --help prints them and `columns` (if `print`, i.e. on
+/// rank 0) and returns false.
+inline bool parse_options(const boost::program_options::options_description& desc, const std::vector<std::string>& args,
+                          const char* columns, bool print = true) {
+  boost::program_options::variables_map vm;
+  boost::program_options::store(boost::program_options::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    if (print) std::cout << desc << "\n" << columns << "\n";
+    return false;
+  }
+  boost::program_options::notify(vm);
+  return true;
 }
 
 /// Runs a shell command and returns the number that follows `key` on one of its output lines;

@@ -89,13 +89,7 @@ int run_spawn(const std::vector<std::string>& args, bool spmd) {
       ("in-a-row", po::value(&row)->default_value(row), "launches in a row for the repeated-launch figure")
       ("torch-runs", po::value(&torch_runs)->default_value(torch_runs), "runs of the PyTorch baseline")
       ("no-torch", po::bool_switch(&no_torch), "skip the PyTorch baseline");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n" << kColumns << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_options(desc, args, kColumns)) return 0;
   if (runs < 1 || torch_runs < 1 || row < 1) throw UsageError("--runs, --torch-runs and --in-a-row must be positive");
   if (spmd) throw UsageError("spawn measures launches from a lone driver: run it without mpirun/srun");
   const std::string script =

@@ -87,13 +87,7 @@ int run_train(const std::vector<std::string>& args, bool spmd) {
       ("bucket-cap-mb", po::value(&bucket_mb)->default_value(bucket_mb), "DDP bucket size (MiB)")
       ("first-bucket-mb", po::value(&first_mb)->default_value(first_mb), "DDP first bucket size (MiB)")
       ("no-torch", po::bool_switch(&no_torch), "skip the PyTorch DDP baseline");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n" << kColumns << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_options(desc, args, kColumns)) return 0;
   if (steps < 1 || warmup < 0 || batch < 1 || repeats < 1) throw UsageError("--steps, --batch-size and --repeats must be positive");
   if (spmd) throw UsageError("train launches its own workers: run it without mpirun/srun");
   const std::string script =

@@ -224,6 +224,17 @@ class Job {
       if (eof) pending_.erase(pending_.begin() + long(i));
       else ++i;
     }
+    read_workers();
+    if (done_) return;
+    check_leader();
+    if (ready_ < scaling_.num_workers && clock_type::now() - t0_ > opts_.startup_timeout)
+      fail(-1, "only " + std::to_string(ready_) + " of " + std::to_string(scaling_.num_workers) +
+                   " workers started within " + std::to_string(opts_.startup_timeout.count()) + " s" + leader_tail());
+    if (results_ == scaling_.num_workers && leader_exited_) done_ = true;
+  }
+
+  // Handles what every connected worker sent; a socket closed before the worker's result is a death.
+  void read_workers() {
     for (int r = 0; r < scaling_.num_workers && !done_; ++r) {
       auto& c = channels_[size_t(r)];
       if (!c.open()) continue;
@@ -234,12 +245,6 @@ class Job {
         if (!got_result_[size_t(r)] && !done_) worker_vanished(r);
       }
     }
-    if (done_) return;
-    check_leader();
-    if (ready_ < scaling_.num_workers && clock_type::now() - t0_ > opts_.startup_timeout)
-      fail(-1, "only " + std::to_string(ready_) + " of " + std::to_string(scaling_.num_workers) +
-                   " workers started within " + std::to_string(opts_.startup_timeout.count()) + " s" + leader_tail());
-    if (results_ == scaling_.num_workers && leader_exited_) done_ = true;
   }
 
   void handle(int r, const nlohmann::json& m) {
@@ -285,16 +290,7 @@ class Job {
       // Let the workers' own reports (error messages, vanished sockets) arrive first: they name the rank.
       const auto until = clock_type::now() + opts_.failure_report_wait;
       while (!done_ && clock_type::now() < until) {
-        for (int r = 0; r < scaling_.num_workers && !done_; ++r) {
-          auto& c = channels_[size_t(r)];
-          if (!c.open()) continue;
-          bool eof = false;
-          for (auto& m : c.receive(&eof)) handle(r, m);
-          if (eof) {
-            c.close();
-            if (!got_result_[size_t(r)] && !done_) worker_vanished(r);
-          }
-        }
+        read_workers();
         ::usleep(20000);
       }
       std::string how = WIFSIGNALED(status) ? "was killed by " + signal_text(WTERMSIG(status))
