@@ -22,12 +22,13 @@ int main(int argc, char** argv) {
       "Options");
   std::string config_file, model = "mlp", dataset = "fashion-mnist", data_dir, optimizer = "sgd", precision = "32",
                            output_dir = "mpitrain_logs", summary_json, strategy = "ddp", scheduler = "none",
-                           loggers = "csv";
-  int workers = 2, cpus = 1;
+                           loggers = "csv", resume = "none", checkpoint_dir, monitor, monitor_mode = "min";
+  int workers = 2, cpus = 1, max_failures = 0, keep_last_k = 2, save_top_k = 1;
+  int64_t ckpt_every_steps = 0, ckpt_every_epochs = 1;
   int64_t epochs = 1, batch_size = 64, max_steps = -1, limit_train = -1, limit_val = -1, accumulate = 1, log_every = 50;
   double lr = 0.05, clip = 0, momentum = 0.9, weight_decay = 0;
   uint64_t seed = 0;
-  bool deterministic = false, no_progress = false;
+  bool deterministic = false, no_progress = false, no_checkpoint = false;
   desc.add_options()
       ("help,h", "show this help")
       ("config", po::value(&config_file), "options file (key = value per line)")
@@ -56,7 +57,19 @@ int main(int argc, char** argv) {
       ("loggers", po::value(&loggers)->default_value(loggers), "comma-separated: csv, tensorboard")
       ("log-every-n-steps", po::value(&log_every)->default_value(log_every), "progress line every N steps")
       ("no-progress", po::bool_switch(&no_progress), "no progress lines")
-      ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here");
+      ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here")
+      ("resume", po::value(&resume)->default_value(resume),
+       "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH")
+      ("checkpoint-dir", po::value(&checkpoint_dir), "where checkpoints go (default OUTPUT_DIR/checkpoints)")
+      ("checkpoint-every-n-epochs", po::value(&ckpt_every_epochs)->default_value(ckpt_every_epochs), "0: off")
+      ("checkpoint-every-n-steps", po::value(&ckpt_every_steps)->default_value(ckpt_every_steps), "0: off")
+      ("keep-last-k", po::value(&keep_last_k)->default_value(keep_last_k), "newest checkpoints kept (-1: all)")
+      ("monitor", po::value(&monitor), "epoch metric that ranks checkpoints (e.g. val_loss); best kept")
+      ("monitor-mode", po::value(&monitor_mode)->default_value(monitor_mode), "min | max")
+      ("save-top-k", po::value(&save_top_k)->default_value(save_top_k), "with --monitor: best checkpoints kept")
+      ("no-checkpoint", po::bool_switch(&no_checkpoint), "write no checkpoints")
+      ("max-failures", po::value(&max_failures)->default_value(max_failures),
+       "spawn mode: relaunch a failed job from its latest checkpoint up to N times");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -95,6 +108,15 @@ int main(int argc, char** argv) {
       p = q + 1;
     }
     o.log_every_n_steps = log_every;
+    o.checkpoint.enabled = !no_checkpoint;
+    o.checkpoint.dirpath = checkpoint_dir;
+    o.checkpoint.every_n_epochs = ckpt_every_epochs;
+    o.checkpoint.every_n_train_steps = ckpt_every_steps;
+    o.checkpoint.keep_last_k = keep_last_k;
+    o.checkpoint.monitor = monitor;
+    o.checkpoint.mode = monitor_mode;
+    o.checkpoint.save_top_k = save_top_k;
+    o.failure.max_failures = max_failures;
     o.enable_progress_bar = !no_progress;
     o.strategy = strategy;
     o.scaling.num_workers = workers;
@@ -105,14 +127,23 @@ int main(int argc, char** argv) {
       config["total_steps"] = max_steps > 0 ? max_steps : 1000000;
     }
     Trainer trainer(o);
-    Result r = trainer.fit("Classifier", config);
+    Result r = trainer.fit("Classifier", config, resume == "none" ? "" : resume);
     if (!r.ok()) {
       if (printer) std::cerr << "mpitrain-train: " << r.error << "\n";
-      return 1;
+      // Bad input (options, a checkpoint that cannot be used) is 2, like a bad flag; a crash is 1.
+      return r.error_kind == "config" || r.error_kind == "checkpoint" ? 2 : 1;
+    }
+    if (r.value.value("preempted", false)) {
+      if (printer)
+        std::cerr << "mpitrain-train: stopped by signal " << r.value.value("signal", 0) << " after checkpoint "
+                  << r.checkpoint << "; exit " << kExitPreempted << " (requeue and rerun with --resume auto)\n";
+      return kExitPreempted;
     }
     if (printer) {
       nlohmann::json summary = {{"model", model}, {"dataset", dataset}, {"workers", rt.role() == Role::Spmd ? rt.env().world_size : workers}};
       for (auto& [k, v] : r.metrics) summary[k] = v;
+      if (!r.checkpoint.empty()) summary["checkpoint"] = r.checkpoint;
+      if (!r.failures.empty()) summary["failures"] = r.failures;
       if (r.metrics.count("test_acc")) summary["test_accuracy"] = r.metrics.at("test_acc");
       std::cout << "mpitrain-train: " << summary.dump() << "\n";
       if (!summary_json.empty()) std::ofstream(summary_json) << summary.dump(2) << "\n";
@@ -121,6 +152,9 @@ int main(int argc, char** argv) {
     if (printer) std::cerr << "mpitrain-train: " << e.what() << " (see --help)\n";
     return 2;
   } catch (const ConfigError& e) {
+    if (printer) std::cerr << "mpitrain-train: " << e.what() << "\n";
+    return 2;
+  } catch (const CheckpointError& e) {  // SPMD: every rank raises it
     if (printer) std::cerr << "mpitrain-train: " << e.what() << "\n";
     return 2;
   }

@@ -33,12 +33,13 @@ TypeInfo type_of(at::ScalarType t) {
     case at::kInt: return {"int32", H5::PredType::NATIVE_INT32};
     case at::kLong: return {"int64", H5::PredType::NATIVE_INT64};
     case at::kBool: return {"bool", H5::PredType::NATIVE_UINT8};
+    case at::kByte: return {"uint8", H5::PredType::NATIVE_UINT8};
     default: throw CheckpointError(std::string("cannot store tensors of dtype ") + c10::toString(t) + " in HDF5");
   }
 }
 
 at::ScalarType scalar_type_named(const std::string& n, const std::string& ds) {
-  for (auto t : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kInt, at::kLong, at::kBool})
+  for (auto t : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kInt, at::kLong, at::kBool, at::kByte})
     if (n == type_of(t).name) return t;
   throw CheckpointError("dataset " + ds + ": unknown dtype attribute '" + n + "'");
 }

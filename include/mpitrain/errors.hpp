@@ -28,11 +28,26 @@ struct CommError : Error {
   using Error::Error;
 };
 
+/// A checkpoint cannot be written or read: missing, not HDF5, another format or a newer version,
+/// another model (names, shapes), or corrupt (a checksum failed). The message names the file and,
+/// where one is at fault, the dataset.
+struct CheckpointError : Error {
+  using Error::Error;
+};
+
 /// A job's worker failed (exception, signal, early exit); the message starts with "rank r: ".
 /// Thrown by launch()/fit() when asked to (LaunchOptions::throw_on_error), else returned in Result.
 struct WorkerFailure : Error {
   WorkerFailure(const std::string& msg, int rank) : Error(msg), rank(rank) {}
   int rank;
 };
+
+/// The Result::error_kind name of an exception's family ("config", "checkpoint", "comm", "exception").
+inline const char* error_kind_of(const std::exception& e) {
+  if (dynamic_cast<const ConfigError*>(&e) || dynamic_cast<const ArgumentError*>(&e)) return "config";
+  if (dynamic_cast<const CheckpointError*>(&e)) return "checkpoint";
+  if (dynamic_cast<const CommError*>(&e)) return "comm";
+  return "exception";
+}
 
 }  // namespace mpitrain

@@ -184,9 +184,10 @@ class Job {
 
   bool finished() const { return done_; }
 
-  void fail(int rank, const std::string& msg) {
+  void fail(int rank, const std::string& msg, const std::string& kind = "died") {
     if (!result_.error.empty()) return;  // the first failure is the cause; the rest are fallout
     result_.failed_rank = rank;
+    result_.error_kind = kind;
     result_.error = rank >= 0 ? "rank " + std::to_string(rank) + ": " + msg : msg;
     done_ = true;
   }
@@ -256,7 +257,7 @@ class Job {
       result_.wall_seconds[size_t(r)] = m.value("wall", 0.0);
       if (r == 0) result_.value = m.value("value", nlohmann::json());
     }
-    if (type == "error") fail(r, m.value("message", "unknown error"));
+    if (type == "error") fail(r, m.value("message", "unknown error"), m.value("kind", "exception"));
     if (type != "heartbeat") opts_.on_message(m);
   }
 
@@ -410,7 +411,10 @@ Result launch(const std::string& entry, const nlohmann::json& payload, const Sca
                             : "spawn mode requested under mpirun: this process is already one rank of an MPI job; run "
                               "it alone to spawn workers, or let it train in place (SPMD)");
     if (!rt) throw ConfigError("SPMD launch needs an mpitrain::Runtime constructed at the top of main()");
-    return run_in_place(*fn, payload, options);
+    Result r = run_in_place(*fn, payload, options);
+    if (r.value.is_object() && r.value.contains("checkpoint") && r.value["checkpoint"].is_string())
+      r.checkpoint = r.value["checkpoint"];
+    return r;
   }
   if (role != Role::Driver) throw ConfigError(std::string("launch() called in the ") + role_name(role) + " role");
   if (options.mode == LaunchMode::Spmd)

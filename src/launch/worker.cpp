@@ -1,5 +1,7 @@
 #include "worker.hpp"
 
+#include "mpitrain/errors.hpp"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <mpi.h>
@@ -54,8 +56,8 @@ void set_blas_threads(int n) {
   if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
-[[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg) {
-  ch.send({{"type", "error"}, {"rank", rank}, {"message", msg}});
+[[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg, const char* kind = "exception") {
+  ch.send({{"type", "error"}, {"rank", rank}, {"message", msg}, {"kind", kind}});
   std::fflush(stdout);
   std::fflush(stderr);
   // No MPI_Finalize: peers may be inside a collective. The driver tears the job down.
@@ -106,7 +108,7 @@ void serve_worker(const std::string& channel_name) {
       try {
         value = (*fn)(ctx, task->value("payload", nlohmann::json()));
       } catch (const std::exception& e) {
-        fail(ch, rank, e.what());
+        fail(ch, rank, e.what(), error_kind_of(e));
       } catch (...) {
         fail(ch, rank, "unknown exception");
       }

@@ -22,6 +22,32 @@ std::map<std::string, double> MetricSink::take_step_values() {
   return out;
 }
 
+nlohmann::json MetricSink::state(Engine& engine) const {
+  std::vector<double> packed;
+  for (auto& [name, a] : epoch_)
+    if (a.sync) {
+      packed.push_back(a.sum);
+      packed.push_back(a.count);
+    }
+  if (!packed.empty()) engine.allreduce(packed.data(), int64_t(packed.size()), DType::Float64, ReduceOp::Sum).wait();
+  nlohmann::json out = nlohmann::json::object();
+  size_t k = 0;
+  for (auto& [name, a] : epoch_) {
+    double sum = a.sum, count = a.count;
+    if (a.sync) {
+      sum = packed[k++];
+      count = packed[k++];
+    }
+    out[name] = {{"sum", sum}, {"count", count}, {"sync", a.sync}};
+  }
+  return out;
+}
+
+void MetricSink::load_state(const nlohmann::json& j, bool with_values) {
+  for (auto& [name, v] : j.items())
+    epoch_[name] = with_values ? Acc{v.at("sum"), v.at("count"), v.at("sync")} : Acc{0, 0, v.at("sync").get<bool>()};
+}
+
 std::map<std::string, double> MetricSink::reduce_epoch(Engine& engine) {
   // Names in map order (sorted): the same layout on every rank, or the allreduce reports a mismatch.
   std::vector<double> packed;

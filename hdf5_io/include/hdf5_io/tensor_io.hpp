@@ -23,7 +23,7 @@ H5::H5File create_file(const std::string& path);
 /// The group at `path` ("/a/b"), created with its parents when missing.
 H5::Group require_group(H5::H5File& file, const std::string& path);
 
-/// Writes a contiguous CPU tensor of float32/64, bfloat16, float16, int32, int64 or bool to
+/// Writes a contiguous CPU tensor of float32/64, bfloat16, float16, int32, int64, uint8 or bool to
 /// `parent`/`name` (chunked, Fletcher-32; 0-d tensors stored as shape [] scalars).
 void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& t);
 /// Reads it back with the dtype and shape it was written with. A failed checksum, a missing

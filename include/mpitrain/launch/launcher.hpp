@@ -45,6 +45,10 @@ struct Result {
   nlohmann::json value;                  ///< what rank 0's entry point returned
   std::map<std::string, double> metrics; ///< last reported value per name
   std::string error;                     ///< "rank r: <message>"; empty on success
+  /// What failed: "config" (bad input: ConfigError/ArgumentError), "checkpoint" (CheckpointError),
+  /// "comm" (CommError), "exception" (any other), "died" (signal, exit, lost contact); "" on success.
+  std::string error_kind;
+  std::vector<std::string> failures;     ///< earlier failed attempts that were relaunched (FailureConfig)
   std::string checkpoint;                ///< path of the job's last checkpoint, if it wrote one
   int failed_rank = -1;
   std::vector<double> wall_seconds;      ///< per rank: time in the entry point

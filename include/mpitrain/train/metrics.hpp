@@ -2,6 +2,7 @@
 // combined across ranks with one allreduce, so means are weighted by examples, as Lightning's.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,12 @@ class MetricSink {
   /// Collective (through the engine): the epoch means, synced across ranks where asked; resets.
   std::map<std::string, double> reduce_epoch(Engine& engine);
   const std::vector<std::string>& prog_bar_names() const { return prog_bar_; }
+  /// Collective: the epoch's sums so far, totalled across ranks where synced (for a checkpoint);
+  /// leaves this sink unchanged.
+  nlohmann::json state(Engine& engine) const;
+  /// Resume: every rank gets the same names (the reduction needs them); only the rank with
+  /// `with_values` gets the sums, so that the next reduce_epoch counts them once.
+  void load_state(const nlohmann::json& j, bool with_values);
 
  private:
   struct Acc {

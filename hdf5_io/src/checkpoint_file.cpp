@@ -1,0 +1,154 @@
+#include "hdf5_io/checkpoint_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace hdf5_io {
+
+namespace fs = std::filesystem;
+
+void set_int_attribute(H5::H5Object& obj, const std::string& name, int64_t value) {
+  if (obj.attrExists(name)) obj.removeAttr(name);
+  H5::Attribute a = obj.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR));
+  a.write(H5::PredType::NATIVE_INT64, &value);
+}
+
+int64_t get_int_attribute(const H5::H5Object& obj, const std::string& name) {
+  try {
+    if (!obj.attrExists(name)) throw CheckpointError("attribute '" + name + "' missing on " + obj.getObjName());
+    H5::Attribute a = obj.openAttribute(name);
+    if (a.getTypeClass() != H5T_INTEGER)
+      throw CheckpointError("attribute '" + name + "' of " + obj.getObjName() + " is not an integer");
+    int64_t v = 0;
+    a.read(H5::PredType::NATIVE_INT64, &v);
+    return v;
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + e.getDetailMsg());
+  }
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) throw CheckpointError("cannot open " + path + " to sync it: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw CheckpointError("fsync of " + path + " failed: " + std::strerror(err));
+}
+
+namespace {
+std::string parent_dir(const std::string& path) {
+  fs::path p = fs::path(path).parent_path();
+  return p.empty() ? "." : p.string();
+}
+}  // namespace
+
+CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  file_ = create_file(tmp_);
+  H5::Group root = file_.openGroup("/");
+  set_attribute(root, "format", kFormatName);
+  set_int_attribute(root, "format_version", kFormatVersion);
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (committed_) return;
+  try {
+    file_.close();
+  } catch (...) {
+  }
+  std::error_code ec;
+  fs::remove(tmp_, ec);
+}
+
+void CheckpointWriter::commit() {
+  try {
+    file_.flush(H5F_SCOPE_GLOBAL);
+    file_.close();
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot write " + tmp_ + ": " + e.getDetailMsg());
+  }
+  fsync_path(tmp_);
+  // Test hook (fault injection): die after the data is durable but before it is renamed.
+  if (const char* crash = std::getenv("MPITRAIN_TEST_CRASH_BEFORE_RENAME"); crash && *crash == '1') ::_exit(86);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    throw CheckpointError("cannot rename " + tmp_ + " to " + path_ + ": " + std::strerror(errno));
+  committed_ = true;
+  fsync_path(parent_dir(path_), true);
+}
+
+H5::H5File open_checkpoint(const std::string& path) {
+  if (!fs::exists(path)) throw CheckpointError("checkpoint " + path + " does not exist");
+  H5::H5File file = open_file(path);
+  H5::Group root = file.openGroup("/");
+  if (!has_attribute(root, "format") || get_attribute(root, "format") != kFormatName)
+    throw CheckpointError(path + " is an HDF5 file but not an mpitrain checkpoint (no format=\"" +
+                          std::string(kFormatName) + "\" attribute)");
+  const int64_t version = get_int_attribute(root, "format_version");
+  if (version > kFormatVersion || version < 1)
+    throw CheckpointError("checkpoint " + path + " has format version " + std::to_string(version) +
+                          "; this mpitrain reads versions 1 to " + std::to_string(kFormatVersion) +
+                          (version > kFormatVersion ? " (written by a newer mpitrain?)" : ""));
+  return file;
+}
+
+namespace {
+void verify_group(const H5::Group& g, const std::string& path, int64_t& count) {
+  for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
+    const std::string name = g.getObjnameByIdx(i);
+    const H5G_obj_t type = g.getObjTypeByIdx(i);
+    if (type == H5G_GROUP) {
+      verify_group(g.openGroup(name), path, count);
+    } else if (type == H5G_DATASET) {
+      read_tensor(g, name);  // through Fletcher-32; throws naming the dataset
+      ++count;
+    }
+  }
+}
+}  // namespace
+
+int64_t verify_checkpoint(const std::string& path) {
+  H5::H5File file = open_checkpoint(path);
+  int64_t count = 0;
+  try {
+    verify_group(file.openGroup("/"), path, count);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot walk " + path + " (corrupt?): " + e.getDetailMsg());
+  }
+  return count;
+}
+
+std::string read_latest(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "latest");
+  std::string name;
+  if (!in || !std::getline(in, name) || name.empty()) return "";
+  return (fs::path(dir) / name).string();
+}
+
+void write_latest(const std::string& dir, const std::string& file_name) {
+  const std::string tmp = (fs::path(dir) / "latest.tmp").string(), dst = (fs::path(dir) / "latest").string();
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << file_name << "\n";
+    out.flush();
+    if (!out) throw CheckpointError("cannot write " + tmp);
+  }
+  fsync_path(tmp);
+  if (::rename(tmp.c_str(), dst.c_str()) != 0)
+    throw CheckpointError("cannot rename " + tmp + " to " + dst + ": " + std::strerror(errno));
+  fsync_path(dir, true);
+}
+
+int remove_stale_temporaries(const std::string& dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file() && e.path().extension() == ".tmp" && fs::remove(e.path(), ec)) ++n;
+  return n;
+}
+
+}  // namespace hdf5_io

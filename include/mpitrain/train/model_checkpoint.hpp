@@ -1,0 +1,61 @@
+// ModelCheckpoint (Lightning's callback): when checkpoints are written, what they are called and
+// which are kept. The Trainer writes them (train/checkpoint.hpp); this class only decides.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mpitrain {
+
+struct ModelCheckpointOptions {
+  bool enabled = true;
+  std::string dirpath;              ///< "": <default_root_dir>/checkpoints
+  int64_t every_n_epochs = 1;       ///< at the end of every n-th epoch; 0: off
+  int64_t every_n_train_steps = 0;  ///< after every n-th optimizer step; 0: off
+  std::string monitor;              ///< epoch metric ranking checkpoints, e.g. "val_loss"; "": none
+  std::string mode = "min";         ///< "min" or "max" for monitor
+  int save_top_k = 1;               ///< with monitor: keep the k best epoch-end checkpoints (-1: all)
+  int keep_last_k = 2;              ///< keep the k newest checkpoints (-1: all); `latest` is always kept
+  bool save_last = true;            ///< maintain last.h5, a hard link to the newest checkpoint
+
+  nlohmann::json to_json() const;
+  static ModelCheckpointOptions from_json(const nlohmann::json& j);
+  void validate() const;  ///< ConfigError naming the option
+};
+
+class ModelCheckpoint {
+ public:
+  ModelCheckpoint(ModelCheckpointOptions options, std::string dir);
+
+  const std::string& dir() const { return dir_; }
+  bool enabled() const { return o_.enabled; }
+  bool due_after_step(int64_t global_step) const;
+  bool due_after_epoch(int64_t epoch) const;  ///< epoch: 0-based index of the epoch that ended
+  static std::string file_name(int64_t epoch, int64_t global_step);  ///< "epoch=E-step=S.h5"
+
+  /// Records a checkpoint about to be written (score: the monitored value, epoch ends only).
+  /// Returns the older files the retention policy drops once it is safely on disk.
+  std::vector<std::string> record(const std::string& file, std::optional<double> score);
+  /// After the file is committed: moves `latest` (and last.h5), then removes `dropped`.
+  void publish(const std::string& file, const std::vector<std::string>& dropped) const;
+
+  /// The path of the best checkpoint by `monitor` ("" if none), and its score.
+  std::string best_path() const;
+  std::optional<double> best_score() const;
+
+  /// For resume: the files it tracks and their scores.
+  nlohmann::json state() const;
+  void load_state(const nlohmann::json& j);
+
+ private:
+  bool better(double a, double b) const { return o_.mode == "min" ? a < b : a > b; }
+  ModelCheckpointOptions o_;
+  std::string dir_;
+  std::vector<std::string> recent_;                   // oldest first
+  std::vector<std::pair<double, std::string>> scored_;  // best first
+};
+
+}  // namespace mpitrain

@@ -1,0 +1,123 @@
+#include "mpitrain/train/model_checkpoint.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "hdf5_io/checkpoint_file.hpp"
+#include "mpitrain/errors.hpp"
+
+namespace mpitrain {
+
+namespace fs = std::filesystem;
+
+nlohmann::json ModelCheckpointOptions::to_json() const {
+  return {{"enabled", enabled},   {"dirpath", dirpath},       {"every_n_epochs", every_n_epochs},
+          {"every_n_train_steps", every_n_train_steps},       {"monitor", monitor},
+          {"mode", mode},         {"save_top_k", save_top_k}, {"keep_last_k", keep_last_k},
+          {"save_last", save_last}};
+}
+
+ModelCheckpointOptions ModelCheckpointOptions::from_json(const nlohmann::json& j) {
+  ModelCheckpointOptions o;
+  o.enabled = j.value("enabled", o.enabled);
+  o.dirpath = j.value("dirpath", o.dirpath);
+  o.every_n_epochs = j.value("every_n_epochs", o.every_n_epochs);
+  o.every_n_train_steps = j.value("every_n_train_steps", o.every_n_train_steps);
+  o.monitor = j.value("monitor", o.monitor);
+  o.mode = j.value("mode", o.mode);
+  o.save_top_k = j.value("save_top_k", o.save_top_k);
+  o.keep_last_k = j.value("keep_last_k", o.keep_last_k);
+  o.save_last = j.value("save_last", o.save_last);
+  return o;
+}
+
+void ModelCheckpointOptions::validate() const {
+  if (every_n_epochs < 0) throw ConfigError("checkpoint every_n_epochs must be >= 0");
+  if (every_n_train_steps < 0) throw ConfigError("checkpoint every_n_train_steps must be >= 0");
+  if (mode != "min" && mode != "max") throw ConfigError("checkpoint mode must be min or max (got '" + mode + "')");
+  if (save_top_k < -1) throw ConfigError("checkpoint save_top_k must be >= -1");
+  if (keep_last_k < -1 || keep_last_k == 0) throw ConfigError("checkpoint keep_last_k must be -1 or >= 1");
+}
+
+ModelCheckpoint::ModelCheckpoint(ModelCheckpointOptions options, std::string dir)
+    : o_(std::move(options)), dir_(std::move(dir)) {}
+
+bool ModelCheckpoint::due_after_step(int64_t step) const {
+  return o_.enabled && o_.every_n_train_steps > 0 && step % o_.every_n_train_steps == 0;
+}
+
+bool ModelCheckpoint::due_after_epoch(int64_t epoch) const {
+  return o_.enabled && o_.every_n_epochs > 0 && (epoch + 1) % o_.every_n_epochs == 0;
+}
+
+std::string ModelCheckpoint::file_name(int64_t epoch, int64_t step) {
+  return "epoch=" + std::to_string(epoch) + "-step=" + std::to_string(step) + ".h5";
+}
+
+std::vector<std::string> ModelCheckpoint::record(const std::string& file, std::optional<double> score) {
+  recent_.erase(std::remove(recent_.begin(), recent_.end(), file), recent_.end());
+  recent_.push_back(file);
+  if (score && !o_.monitor.empty()) {
+    scored_.emplace_back(*score, file);
+    std::stable_sort(scored_.begin(), scored_.end(), [this](auto& a, auto& b) { return better(a.first, b.first); });
+  }
+  std::set<std::string> keep = {file};
+  const size_t k_last = o_.keep_last_k < 0 ? recent_.size() : size_t(o_.keep_last_k);
+  for (size_t i = recent_.size() > k_last ? recent_.size() - k_last : 0; i < recent_.size(); ++i) keep.insert(recent_[i]);
+  const size_t k_top = o_.save_top_k < 0 ? scored_.size() : std::min(scored_.size(), size_t(o_.save_top_k));
+  for (size_t i = 0; i < k_top; ++i) keep.insert(scored_[i].second);
+  std::vector<std::string> dropped;
+  std::set<std::string> all(recent_.begin(), recent_.end());
+  for (auto& [s, f] : scored_) all.insert(f);
+  for (const auto& f : all)
+    if (!keep.count(f)) dropped.push_back(f);
+  auto gone = [&](const std::string& f) { return std::find(dropped.begin(), dropped.end(), f) != dropped.end(); };
+  recent_.erase(std::remove_if(recent_.begin(), recent_.end(), gone), recent_.end());
+  scored_.erase(std::remove_if(scored_.begin(), scored_.end(), [&](auto& p) { return gone(p.second); }), scored_.end());
+  return dropped;
+}
+
+void ModelCheckpoint::publish(const std::string& file, const std::vector<std::string>& dropped) const {
+  try {
+    hdf5_io::write_latest(dir_, file);
+  } catch (const hdf5_io::CheckpointError& e) {
+    throw CheckpointError(e.what());
+  }
+  if (o_.save_last) {  // a hard link: no copy, and it survives the retention of its target
+    const fs::path tmp = fs::path(dir_) / "last.h5.tmp", last = fs::path(dir_) / "last.h5";
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    if (::link((fs::path(dir_) / file).c_str(), tmp.c_str()) == 0) fs::rename(tmp, last, ec);
+  }
+  for (const auto& f : dropped) {
+    std::error_code ec;
+    fs::remove(fs::path(dir_) / f, ec);
+  }
+}
+
+std::string ModelCheckpoint::best_path() const {
+  return scored_.empty() ? std::string() : (fs::path(dir_) / scored_.front().second).string();
+}
+
+std::optional<double> ModelCheckpoint::best_score() const {
+  if (scored_.empty()) return std::nullopt;
+  return scored_.front().first;
+}
+
+nlohmann::json ModelCheckpoint::state() const {
+  nlohmann::json scored = nlohmann::json::array();
+  for (auto& [s, f] : scored_) scored.push_back({{"score", s}, {"file", f}});
+  return {{"recent", recent_}, {"scored", scored}};
+}
+
+void ModelCheckpoint::load_state(const nlohmann::json& j) {
+  recent_ = j.value("recent", std::vector<std::string>{});
+  scored_.clear();
+  for (const auto& e : j.value("scored", nlohmann::json::array())) scored_.emplace_back(e.at("score"), e.at("file"));
+}
+
+}  // namespace mpitrain

@@ -1,0 +1,29 @@
+#include "preemption.hpp"
+
+#include <atomic>
+
+namespace mpitrain::detail {
+
+namespace {
+std::atomic<int> g_signal{0};
+extern "C" void on_preemption_signal(int sig) { g_signal.store(sig); }
+}  // namespace
+
+PreemptionSignals::PreemptionSignals() {
+  g_signal.store(0);
+  struct sigaction sa {};
+  sa.sa_handler = on_preemption_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, &old_term_);
+  sigaction(SIGUSR1, &sa, &old_usr1_);
+}
+
+PreemptionSignals::~PreemptionSignals() {
+  sigaction(SIGTERM, &old_term_, nullptr);
+  sigaction(SIGUSR1, &old_usr1_, nullptr);
+}
+
+int PreemptionSignals::received() { return g_signal.load(); }
+
+}  // namespace mpitrain::detail
