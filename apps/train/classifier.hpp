@@ -17,6 +17,8 @@ class Classifier : public Module {
   void test_step(const Batch& batch, int64_t batch_idx) override;
   Optimizers configure_optimizers() override;
   DataLoaders dataloaders() override;
+  /// The network itself: logits = net()->forward(images).
+  const std::shared_ptr<models::Net>& net() const { return net_; }
 
  private:
   void evaluate(const Batch& batch, const std::string& prefix);

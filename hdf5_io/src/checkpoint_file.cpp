@@ -122,6 +122,26 @@ int64_t verify_checkpoint(const std::string& path) {
   return count;
 }
 
+void export_weights(const std::string& src, const std::string& dst) {
+  H5::H5File in = open_checkpoint(src);
+  H5::Group in_root = in.openGroup("/");
+  CheckpointWriter w(dst);
+  H5::Group root = w.file().openGroup("/");
+  set_attribute(root, "kind", "weights");
+  for (const char* a : {"module", "config", "strategy", "library_version"})
+    if (has_attribute(in_root, a)) set_attribute(root, a, get_attribute(in_root, a));
+  for (const char* group : {"/model", "/buffers"}) {
+    H5::Group out = require_group(w.file(), group);
+    if (!in.nameExists(group)) continue;
+    H5::Group g = in.openGroup(group);
+    for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
+      const std::string n = g.getObjnameByIdx(i);
+      write_tensor(out, n, read_tensor(g, n));
+    }
+  }
+  w.commit();
+}
+
 std::string read_latest(const std::string& dir) {
   std::ifstream in(fs::path(dir) / "latest");
   std::string name;

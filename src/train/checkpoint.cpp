@@ -335,27 +335,4 @@ LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& mod
   });
 }
 
-void export_weights(const std::string& src, const std::string& dst) {
-  translated([&] {
-    H5::H5File in = h5::open_checkpoint(src);
-    H5::Group in_root = in.openGroup("/");
-    h5::CheckpointWriter w(dst);
-    H5::Group root = w.file().openGroup("/");
-    h5::set_attribute(root, "kind", "weights");
-    h5::set_attribute(root, "library_version", MPITRAIN_VERSION);
-    for (const char* a : {"module", "config", "strategy"})
-      if (h5::has_attribute(in_root, a)) h5::set_attribute(root, a, h5::get_attribute(in_root, a));
-    for (const char* group : {"/model", "/buffers"}) {
-      H5::Group out = h5::require_group(w.file(), group);
-      if (!in.nameExists(group)) continue;
-      H5::Group g = in.openGroup(group);
-      for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
-        const std::string n = g.getObjnameByIdx(i);
-        h5::write_tensor(out, n, h5::read_tensor(g, n));
-      }
-    }
-    w.commit();
-  });
-}
-
 }  // namespace mpitrain

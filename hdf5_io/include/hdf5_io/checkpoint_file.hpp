@@ -52,6 +52,10 @@ H5::H5File open_checkpoint(const std::string& path);
 /// CheckpointError naming the first dataset that fails.
 int64_t verify_checkpoint(const std::string& path);
 
+/// Writes only /model and /buffers of the checkpoint at `src` to `dst` (root attribute kind =
+/// "weights"; module, config and strategy attributes are copied). Crash-safe like any checkpoint.
+void export_weights(const std::string& src, const std::string& dst);
+
 /// fsync of a file or directory; CheckpointError naming the path on failure.
 void fsync_path(const std::string& path, bool directory = false);
 

@@ -52,9 +52,6 @@ struct LoadedCheckpoint {
 /// raises CheckpointError naming the dataset, and leaves `module` unchanged.
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& module, const Optimizers* optim, int rank);
 
-/// Writes only /model and /buffers (kind "weights") of the checkpoint at `src` to `dst`.
-void export_weights(const std::string& src, const std::string& dst);
-
 /// The generator state of this process (LibTorch's default CPU generator), and back.
 at::Tensor rng_state();
 void set_rng_state(const at::Tensor& state);
