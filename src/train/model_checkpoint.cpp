@@ -59,7 +59,9 @@ std::string ModelCheckpoint::file_name(int64_t epoch, int64_t step) {
 }
 
 std::vector<std::string> ModelCheckpoint::record(const std::string& file, std::optional<double> score) {
+  // A file written again (same name) replaces its old entries, score included.
   recent_.erase(std::remove(recent_.begin(), recent_.end(), file), recent_.end());
+  scored_.erase(std::remove_if(scored_.begin(), scored_.end(), [&](auto& p) { return p.second == file; }), scored_.end());
   recent_.push_back(file);
   if (score && !o_.monitor.empty()) {
     scored_.emplace_back(*score, file);
@@ -92,6 +94,7 @@ void ModelCheckpoint::publish(const std::string& file, const std::vector<std::st
     std::error_code ec;
     fs::remove(tmp, ec);
     if (::link((fs::path(dir_) / file).c_str(), tmp.c_str()) == 0) fs::rename(tmp, last, ec);
+    fs::remove(tmp, ec);  // rename onto a link to the same inode does nothing and leaves tmp
   }
   for (const auto& f : dropped) {
     std::error_code ec;

@@ -1,0 +1,437 @@
+// hdf5_io checkpoint files: crash-safe writing (commit, abandon, a crash between fsync and rename),
+// the format identity checks of open_checkpoint, checksum verification naming the corrupt dataset,
+// the `latest` pointer, stale temporaries, export_weights and integer attributes.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <typeinfo>
+
+#include "hdf5_io/checkpoint_file.hpp"
+
+namespace hdf5_io {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test, removed with everything in it.
+struct TempDir {
+  fs::path path = fs::temp_directory_path() /
+                  ("ckptfile-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  TempDir() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  static inline int counter = 0;
+};
+
+// The CheckpointError message, or a marker saying what happened instead (no error, another type).
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  } catch (const H5::Exception& e) {
+    return "<raw H5::Exception: " + e.getDetailMsg() + ">";
+  } catch (const std::exception& e) {
+    return std::string("<other exception ") + typeid(e).name() + ": " + e.what() + ">";
+  }
+  return "<no CheckpointError>";
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Writes and commits a checkpoint holding /model/w = `w`.
+void write_checkpoint(const std::string& path, const at::Tensor& w) {
+  CheckpointWriter writer(path);
+  H5::Group g = require_group(writer.file(), "/model");
+  write_tensor(g, "w", w);
+  writer.commit();
+}
+
+at::Tensor read_model_w(const std::string& path) {
+  H5::H5File f = open_checkpoint(path);
+  return read_tensor(f.openGroup("/model"), "w");
+}
+
+TEST(CheckpointFile, CommitMovesTheFileIntoPlaceAndLeavesNoTemporary) {
+  TempDir dir;
+  const std::string path = dir.file("a.h5");
+  const at::Tensor w = at::arange(24, at::kFloat).reshape({4, 6});
+  {
+    CheckpointWriter writer(path);
+    EXPECT_EQ(writer.path(), path);
+    H5::Group g = require_group(writer.file(), "/model");
+    write_tensor(g, "w", w);
+    EXPECT_TRUE(fs::exists(path + ".tmp")) << "the writer writes <path>.tmp";
+    EXPECT_FALSE(fs::exists(path)) << "nothing at the final path before commit()";
+    writer.commit();
+    EXPECT_TRUE(fs::exists(path));
+    EXPECT_FALSE(fs::exists(path + ".tmp"));
+  }
+  // The destructor of a committed writer leaves the file alone.
+  ASSERT_TRUE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  H5::H5File f = open_checkpoint(path);
+  H5::Group root = f.openGroup("/");
+  EXPECT_EQ(get_attribute(root, "format"), kFormatName);
+  EXPECT_EQ(get_int_attribute(root, "format_version"), kFormatVersion);
+  EXPECT_TRUE(read_tensor(f.openGroup("/model"), "w").equal(w));
+  // Only the checkpoint is left in the directory.
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir.path)) {
+    ++entries;
+    EXPECT_EQ(e.path().filename().string(), "a.h5");
+  }
+  EXPECT_EQ(entries, 1);
+}
+
+TEST(CheckpointFile, WriterDestroyedWithoutCommitLeavesNothing) {
+  TempDir dir;
+  const std::string path = dir.file("new.h5");
+  {
+    CheckpointWriter writer(path);
+    H5::Group g = require_group(writer.file(), "/model");
+    write_tensor(g, "w", at::ones({8}));
+    ASSERT_TRUE(fs::exists(path + ".tmp"));
+  }
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(fs::is_empty(dir.path));
+}
+
+TEST(CheckpointFile, AbandonedWriterDoesNotTouchTheExistingCheckpoint) {
+  TempDir dir;
+  const std::string path = dir.file("good.h5");
+  const at::Tensor old_w = at::arange(100, at::kFloat).add_(1.0f);
+  write_checkpoint(path, old_w);
+  const std::string old_bytes = slurp(path);
+  {
+    CheckpointWriter writer(path);
+    H5::Group g = require_group(writer.file(), "/model");
+    write_tensor(g, "w", at::zeros({100}));
+    write_tensor(g, "extra", at::zeros({3}));
+    // destroyed here, as if an exception unwound the save
+  }
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  ASSERT_TRUE(fs::exists(path));
+  EXPECT_EQ(slurp(path), old_bytes) << "the good file was modified";
+  EXPECT_TRUE(read_model_w(path).equal(old_w));
+  EXPECT_EQ(verify_checkpoint(path), 1);
+}
+
+TEST(CheckpointFile, CrashBetweenFsyncAndRenameKeepsTheOldCheckpoint) {
+  TempDir dir;
+  const std::string path = dir.file("epoch=1-step=10.h5"), tmp = path + ".tmp";
+  const at::Tensor old_w = at::arange(1000, at::kFloat).add_(7000.0f);
+  const at::Tensor new_w = at::arange(1000, at::kFloat).add_(-5000.0f);  // made before fork: the child only writes
+  write_checkpoint(path, old_w);
+
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0) << "fork failed";
+  if (pid == 0) {  // child: save a new version of the same checkpoint with the crash hook on
+    ::setenv("MPITRAIN_TEST_CRASH_BEFORE_RENAME", "1", 1);
+    try {
+      write_checkpoint(path, new_w);
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(0);  // commit() returned: the hook did not fire
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child did not exit normally, status " << status;
+  ASSERT_EQ(WEXITSTATUS(status), 86) << "0: commit() returned (hook ignored); 2: the save threw";
+  EXPECT_EQ(std::getenv("MPITRAIN_TEST_CRASH_BEFORE_RENAME"), nullptr) << "the hook leaked into the parent";
+
+  // The previous checkpoint is intact and still the one at the path.
+  ASSERT_TRUE(fs::exists(path));
+  EXPECT_TRUE(read_model_w(path).equal(old_w)) << "the old checkpoint does not hold the old data";
+  EXPECT_EQ(verify_checkpoint(path), 1);
+  // The new data reached the temporary (it was fsynced before the crash).
+  ASSERT_TRUE(fs::exists(tmp));
+  EXPECT_TRUE(read_model_w(tmp).equal(new_w));
+
+  // The next save cleans it up.
+  EXPECT_EQ(remove_stale_temporaries(dir.path.string()), 1);
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_EQ(remove_stale_temporaries(dir.path.string()), 0);
+  EXPECT_TRUE(read_model_w(path).equal(old_w));
+}
+
+TEST(CheckpointFile, OpenCheckpointRejectsWhatIsNotACheckpoint) {
+  TempDir dir;
+  // A missing path.
+  const std::string missing = dir.file("missing.h5");
+  std::string m = error_of([&] { open_checkpoint(missing); });
+  EXPECT_TRUE(contains(m, missing) && contains(m, "does not exist")) << m;
+
+  // A text file.
+  const std::string text = dir.file("notes.h5");
+  std::ofstream(text) << "this is not an HDF5 file\n";
+  m = error_of([&] { open_checkpoint(text); });
+  EXPECT_TRUE(contains(m, text + " is not an HDF5 file")) << m;
+
+  // An HDF5 file without the format attribute.
+  const std::string plain = dir.file("plain.h5");
+  {
+    H5::H5File f = create_file(plain);
+    H5::Group root = f.openGroup("/");
+    write_tensor(root, "x", at::ones({3}));
+  }
+  m = error_of([&] { open_checkpoint(plain); });
+  EXPECT_TRUE(contains(m, plain) && contains(m, "not an mpitrain checkpoint")) << m;
+
+  // An HDF5 file of another format.
+  const std::string other = dir.file("other.h5");
+  {
+    H5::H5File f = create_file(other);
+    H5::Group root = f.openGroup("/");
+    set_attribute(root, "format", "someone-elses-format");
+    set_int_attribute(root, "format_version", 1);
+  }
+  m = error_of([&] { open_checkpoint(other); });
+  EXPECT_TRUE(contains(m, other) && contains(m, "not an mpitrain checkpoint")) << m;
+
+  // The right format without a version.
+  const std::string unversioned = dir.file("unversioned.h5");
+  {
+    H5::H5File f = create_file(unversioned);
+    H5::Group root = f.openGroup("/");
+    set_attribute(root, "format", kFormatName);
+  }
+  m = error_of([&] { open_checkpoint(unversioned); });
+  EXPECT_TRUE(contains(m, "format_version")) << m;
+}
+
+TEST(CheckpointFile, OpenCheckpointRejectsANewerFormatVersion) {
+  TempDir dir;
+  const std::string path = dir.file("future.h5");
+  {
+    CheckpointWriter w(path);
+    H5::Group root = w.file().openGroup("/");
+    set_int_attribute(root, "format_version", kFormatVersion + 1);
+    w.commit();
+  }
+  const std::string newer = std::to_string(kFormatVersion + 1);
+  std::string m = error_of([&] { open_checkpoint(path); });
+  EXPECT_TRUE(contains(m, path) && contains(m, "format version " + newer)) << m;
+  EXPECT_TRUE(contains(m, "newer")) << m;
+  m = error_of([&] { verify_checkpoint(path); });
+  EXPECT_TRUE(contains(m, "format version " + newer)) << m;
+
+  // The current version opens.
+  {
+    CheckpointWriter w(path);
+    w.commit();
+  }
+  EXPECT_EQ(error_of([&] { open_checkpoint(path); }), "<no CheckpointError>");
+}
+
+// A checkpoint-like file: parameters, buffers, nested optimizer state, a scalar.
+// /model/fc.weight holds distinctive values that occur nowhere else in the file.
+int64_t write_sample_checkpoint(const std::string& path, at::Tensor& distinctive) {
+  distinctive = at::arange(20000, at::kFloat).add_(1234567.0f).reshape({200, 100});
+  CheckpointWriter w(path);
+  H5::Group root = w.file().openGroup("/");
+  set_attribute(root, "module", "Mlp");
+  set_attribute(root, "config", R"({"hidden": 100})");
+  set_attribute(root, "strategy", "ddp");
+  set_attribute(root, "kind", "full");
+  H5::Group model = require_group(w.file(), "/model");
+  write_tensor(model, "fc.weight", distinctive);
+  write_tensor(model, "fc.bias", at::full({100}, 0.5f));
+  H5::Group buffers = require_group(w.file(), "/buffers");
+  write_tensor(buffers, "bn.running_mean", at::full({100}, -2.0f));
+  write_tensor(buffers, "bn.num_batches_tracked", at::scalar_tensor(42, at::kLong));
+  H5::Group opt = require_group(w.file(), "/optimizer/state/0");
+  write_tensor(opt, "exp_avg", at::full({200, 100}, 0.25f));
+  H5::Group trainer = require_group(w.file(), "/trainer");
+  write_tensor(trainer, "global_step", at::scalar_tensor(9, at::kLong));
+  w.commit();
+  return 6;
+}
+
+// Flips one byte inside the raw data of `t` (found by its first bytes at element `probe`).
+void flip_byte_of(const std::string& path, const at::Tensor& t, int64_t probe) {
+  std::string bytes = slurp(path);
+  const float v = t.flatten()[probe].item<float>();
+  const std::string needle(reinterpret_cast<const char*>(&v), sizeof v);
+  const size_t pos = bytes.find(needle);
+  ASSERT_NE(pos, std::string::npos) << "the tensor's bytes are not in the file";
+  ASSERT_EQ(bytes.find(needle, pos + 1), std::string::npos) << "the probe is not distinctive";
+  bytes[pos + 1] ^= 0x40;
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), long(bytes.size()));
+}
+
+TEST(CheckpointFile, VerifyCountsDatasetsAndNamesTheCorruptOne) {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.h5");
+  at::Tensor w;
+  const int64_t n = write_sample_checkpoint(path, w);
+  EXPECT_EQ(verify_checkpoint(path), n);
+
+  ASSERT_NO_FATAL_FAILURE(flip_byte_of(path, w, 12345));
+  const std::string m = error_of([&] { verify_checkpoint(path); });
+  EXPECT_TRUE(contains(m, "/model/fc.weight")) << m;
+  EXPECT_FALSE(contains(m, "fc.bias") || contains(m, "exp_avg")) << m;
+  // open_checkpoint does not read data: the identity is still fine.
+  EXPECT_EQ(error_of([&] { open_checkpoint(path); }), "<no CheckpointError>");
+}
+
+TEST(CheckpointFile, VerifyNamesACorruptDatasetInANestedGroup) {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.h5");
+  const at::Tensor moment = at::arange(5000, at::kFloat).mul_(3.0f).add_(7654321.0f);
+  {
+    CheckpointWriter w(path);
+    H5::Group model = require_group(w.file(), "/model");
+    write_tensor(model, "w", at::ones({10}));
+    H5::Group opt = require_group(w.file(), "/optimizer/state/3");
+    write_tensor(opt, "exp_avg_sq", moment);
+    w.commit();
+  }
+  EXPECT_EQ(verify_checkpoint(path), 2);
+  ASSERT_NO_FATAL_FAILURE(flip_byte_of(path, moment, 4000));
+  const std::string m = error_of([&] { verify_checkpoint(path); });
+  EXPECT_TRUE(contains(m, "/optimizer/state/3/exp_avg_sq")) << m;
+}
+
+TEST(CheckpointFile, TruncatedFileFailsVerify) {
+  TempDir dir;
+  const std::string path = dir.file("big.h5");
+  {
+    CheckpointWriter w(path);
+    H5::Group model = require_group(w.file(), "/model");
+    write_tensor(model, "big", at::arange(200000, at::kFloat));
+    w.commit();
+  }
+  ASSERT_EQ(verify_checkpoint(path), 1);
+  fs::resize_file(path, fs::file_size(path) / 2);
+  const std::string m = error_of([&] { verify_checkpoint(path); });
+  EXPECT_TRUE(contains(m, path) || contains(m, "/model/big")) << m;
+  EXPECT_NE(m.rfind("<", 0), 0u) << m;  // a CheckpointError, not success or another type
+}
+
+TEST(CheckpointFile, LatestPointerRoundTrip) {
+  TempDir dir;
+  const std::string d = dir.path.string();
+  EXPECT_EQ(read_latest(d), "");
+  write_latest(d, "epoch=0-step=10.h5");
+  EXPECT_EQ(read_latest(d), (dir.path / "epoch=0-step=10.h5").string());
+  EXPECT_EQ(slurp(dir.file("latest")), "epoch=0-step=10.h5\n");
+  write_latest(d, "epoch=1-step=20.h5");
+  EXPECT_EQ(read_latest(d), (dir.path / "epoch=1-step=20.h5").string());
+  EXPECT_FALSE(fs::exists(dir.file("latest.tmp")));
+  // An empty pointer reads as no pointer.
+  std::ofstream(dir.file("latest"), std::ios::trunc).flush();
+  EXPECT_EQ(read_latest(d), "");
+  EXPECT_EQ(read_latest(dir.file("no-such-dir")), "");
+}
+
+TEST(CheckpointFile, RemoveStaleTemporariesRemovesOnlyTmpFiles) {
+  TempDir dir;
+  for (const char* n : {"a.h5.tmp", "latest.tmp", "keep.h5", "latest", "tmp", "x.tmp.h5"}) std::ofstream(dir.file(n)) << "x";
+  fs::create_directories(dir.path / "sub.tmp");
+  EXPECT_EQ(remove_stale_temporaries(dir.path.string()), 2);
+  for (const char* n : {"keep.h5", "latest", "tmp", "x.tmp.h5", "sub.tmp"}) EXPECT_TRUE(fs::exists(dir.path / n)) << n;
+  EXPECT_FALSE(fs::exists(dir.path / "a.h5.tmp"));
+  EXPECT_FALSE(fs::exists(dir.path / "latest.tmp"));
+  EXPECT_EQ(remove_stale_temporaries(dir.file("no-such-dir")), 0);
+}
+
+TEST(CheckpointFile, ExportWeightsKeepsModelAndBuffersOnly) {
+  TempDir dir;
+  const std::string src = dir.file("full.h5"), dst = dir.file("weights.h5");
+  at::Tensor w;
+  write_sample_checkpoint(src, w);
+  export_weights(src, dst);
+  EXPECT_FALSE(fs::exists(dst + ".tmp"));
+
+  H5::H5File f = open_checkpoint(dst);
+  H5::Group root = f.openGroup("/");
+  EXPECT_EQ(get_attribute(root, "kind"), "weights");
+  EXPECT_EQ(get_attribute(root, "module"), "Mlp");
+  EXPECT_EQ(get_attribute(root, "config"), R"({"hidden": 100})");
+  EXPECT_EQ(get_attribute(root, "strategy"), "ddp");
+  EXPECT_EQ(get_int_attribute(root, "format_version"), kFormatVersion);
+  EXPECT_FALSE(f.nameExists("/optimizer"));
+  EXPECT_FALSE(f.nameExists("/trainer"));
+  H5::Group model = f.openGroup("/model"), buffers = f.openGroup("/buffers");
+  EXPECT_EQ(model.getNumObjs(), 2u);
+  EXPECT_EQ(buffers.getNumObjs(), 2u);
+  EXPECT_TRUE(read_tensor(model, "fc.weight").equal(w));
+  EXPECT_TRUE(read_tensor(model, "fc.bias").equal(at::full({100}, 0.5f)));
+  EXPECT_TRUE(read_tensor(buffers, "bn.running_mean").equal(at::full({100}, -2.0f)));
+  at::Tensor nbt = read_tensor(buffers, "bn.num_batches_tracked");
+  EXPECT_EQ(nbt.scalar_type(), at::kLong);
+  EXPECT_EQ(nbt.dim(), 0);
+  EXPECT_EQ(nbt.item<int64_t>(), 42);
+  EXPECT_EQ(verify_checkpoint(dst), 4);
+  // The source is untouched.
+  EXPECT_EQ(verify_checkpoint(src), 6);
+}
+
+TEST(CheckpointFile, ExportWeightsOfACheckpointWithoutBuffers) {
+  TempDir dir;
+  const std::string src = dir.file("full.h5"), dst = dir.file("weights.h5");
+  write_checkpoint(src, at::arange(5, at::kFloat));
+  export_weights(src, dst);
+  H5::H5File f = open_checkpoint(dst);
+  EXPECT_TRUE(read_tensor(f.openGroup("/model"), "w").equal(at::arange(5, at::kFloat)));
+  ASSERT_TRUE(f.nameExists("/buffers"));
+  EXPECT_EQ(f.openGroup("/buffers").getNumObjs(), 0u);
+  EXPECT_EQ(get_attribute(f.openGroup("/"), "kind"), "weights");
+  // A source that is not a checkpoint is refused and leaves no output.
+  const std::string text = dir.file("text.h5"), out = dir.file("out.h5");
+  std::ofstream(text) << "hello";
+  EXPECT_TRUE(contains(error_of([&] { export_weights(text, out); }), "not an HDF5 file"));
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".tmp"));
+}
+
+TEST(CheckpointFile, IntegerAttributes) {
+  TempDir dir;
+  const std::string path = dir.file("attrs.h5");
+  {
+    H5::H5File f = create_file(path);
+    H5::Group root = f.openGroup("/");
+    set_int_attribute(root, "epoch", 3);
+    set_int_attribute(root, "epoch", 4);  // overwrites
+    set_int_attribute(root, "big", int64_t(1) << 40);
+    set_int_attribute(root, "negative", -17);
+    set_attribute(root, "name", "text");
+  }
+  H5::H5File f = open_file(path);
+  H5::Group root = f.openGroup("/");
+  EXPECT_EQ(get_int_attribute(root, "epoch"), 4);
+  EXPECT_EQ(get_int_attribute(root, "big"), int64_t(1) << 40);
+  EXPECT_EQ(get_int_attribute(root, "negative"), -17);
+  std::string m = error_of([&] { get_int_attribute(root, "missing"); });
+  EXPECT_TRUE(contains(m, "attribute 'missing' missing")) << m;
+  m = error_of([&] { get_int_attribute(root, "name"); });
+  EXPECT_TRUE(contains(m, "'name'") && contains(m, "not an integer")) << m;
+}
+
+}  // namespace
+}  // namespace hdf5_io
