@@ -17,6 +17,7 @@ const char* kUsage =
     "  allreduce   allreduce latency/bandwidth sweep, mpitrain paths vs MPI_Allreduce (mpirun -n N mpitrain-bench ...)\n"
     "  spawn       launch -> all workers ready, 2 and 4 workers, vs torch.multiprocessing.spawn (run alone)\n"
     "  train       MLP training samples/s: 1 rank, 2 ranks with mpitrain DDP, PyTorch DDP (run alone)\n"
+    "  ckpt        checkpoint write (fsync) and read MB/s of a ~100 MB state vs torch::save and dd (run alone)\n"
     "'mpitrain-bench <benchmark> --help' explains its options and output columns.\n";
 }
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (args[0] == "allreduce") return mpitrain::bench::run_allreduce(rest, spmd);
     if (args[0] == "spawn") return mpitrain::bench::run_spawn(rest, spmd);
     if (args[0] == "train") return mpitrain::bench::run_train(rest, spmd);
+    if (args[0] == "ckpt") return mpitrain::bench::run_ckpt(rest, spmd);
     throw mpitrain::bench::UsageError("unknown benchmark '" + args[0] + "'\n" + kUsage);
   } catch (const mpitrain::bench::UsageError& e) {
     if (printer) std::fprintf(stderr, "mpitrain-bench: %s\n", e.what());

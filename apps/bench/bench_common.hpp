@@ -95,5 +95,6 @@ inline double run_and_read(const std::string& cmd, const std::string& key) {
 int run_allreduce(const std::vector<std::string>& args, bool spmd);
 int run_spawn(const std::vector<std::string>& args, bool spmd);
 int run_train(const std::vector<std::string>& args, bool spmd);
+int run_ckpt(const std::vector<std::string>& args, bool spmd);
 
 }  // namespace mpitrain::bench
