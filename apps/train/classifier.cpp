@@ -2,7 +2,10 @@
 
 #include <filesystem>
 
+#include <ATen/ATen.h>
+
 #include "mpitrain/data/fashion_mnist.hpp"
+#include "mpitrain/data/hdf5_dataset.hpp"
 #include "mpitrain/data/synthetic.hpp"
 #include "mpitrain/errors.hpp"
 
@@ -28,7 +31,8 @@ void validate_classifier_config(const Config& c) {
   } else if (dataset.rfind("hdf5:", 0) == 0) {
     const std::string path = dataset.substr(5);
     if (!std::filesystem::exists(path)) throw ConfigError("dataset file " + path + " not found");
-    throw ConfigError("hdf5 datasets need the hdf5_io library, which is not built yet (issue #5)");
+    if (!hdf5_has_dataset(path, "X") || !hdf5_has_dataset(path, "y"))
+      throw ConfigError("dataset file " + path + " needs datasets X (images) and y (labels)");
   } else if (dataset != "synthetic") {
     throw ConfigError("unknown dataset '" + dataset + "' (expected fashion-mnist, synthetic or hdf5:PATH)");
   }
@@ -84,6 +88,22 @@ DataLoaders Classifier::dataloaders() {
     d.train = std::make_shared<TensorDataset>(all->input().narrow(0, 0, n), all->target().narrow(0, 0, n), "synthetic/train");
     d.val = std::make_shared<TensorDataset>(all->input().narrow(0, n, n_val), all->target().narrow(0, n, n_val), "synthetic/val");
     d.test = d.val;
+  } else if (dataset.rfind("hdf5:", 0) == 0) {
+    // X: [N, 28, 28] or [N, 1, 28, 28] images (uint8 0..255 are scaled to 0..1), y: [N] labels 0..9;
+    // optional X_test / y_test for validation and test. Each rank reads only its own rows.
+    const std::string path = dataset.substr(5);
+    auto shard = [&](const std::string& x, const std::string& y) {
+      auto raw = load_hdf5_shard(path, rank(), world_size(), x, y);
+      at::Tensor images = raw->input().to(at::kFloat);
+      if (raw->input().scalar_type() == at::kByte) images.div_(255.0);
+      if (images.dim() == 3) images = images.unsqueeze(1);
+      if (images.dim() != 4 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
+        throw ConfigError("dataset file " + path + ": " + x + " must hold 28x28 single-channel images, got rows of shape " +
+                          c10::str(raw->input().sizes().slice(1)));
+      return std::make_shared<RankShardDataset>(images.contiguous(), raw->target().to(at::kLong), raw->name());
+    };
+    d.train = shard("X", "y");
+    if (hdf5_has_dataset(path, "X_test")) d.val = d.test = shard("X_test", "y_test");
   } else {
     const std::string dir = cfg_.value("data_dir", std::string(kFashionMnistDir));
     d.train = load_fashion_mnist(dir, true);

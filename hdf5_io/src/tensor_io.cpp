@@ -44,6 +44,23 @@ at::ScalarType scalar_type_named(const std::string& n, const std::string& ds) {
   throw CheckpointError("dataset " + ds + ": unknown dtype attribute '" + n + "'");
 }
 
+// Files written by other tools (h5py, numpy) carry no dtype attribute: take the stored type.
+at::ScalarType native_scalar_type(const H5::DataSet& ds, const std::string& full) {
+  const H5T_class_t cls = ds.getTypeClass();
+  if (cls == H5T_FLOAT) {
+    const size_t size = ds.getFloatType().getSize();
+    if (size == 4) return at::kFloat;
+    if (size == 8) return at::kDouble;
+  } else if (cls == H5T_INTEGER) {
+    H5::IntType t = ds.getIntType();
+    const bool is_signed = t.getSign() != H5T_SGN_NONE;
+    if (t.getSize() == 1 && !is_signed) return at::kByte;
+    if (t.getSize() == 4 && is_signed) return at::kInt;
+    if (t.getSize() == 8 && is_signed) return at::kLong;
+  }
+  throw CheckpointError("dataset " + full + ": stored type is not float32/64, uint8, int32 or int64 (convert it first)");
+}
+
 std::vector<hsize_t> dims_of(const H5::DataSpace& space) {
   std::vector<hsize_t> d(size_t(space.getSimpleExtentNdims()));
   if (!d.empty()) space.getSimpleExtentDims(d.data());
@@ -133,8 +150,8 @@ static at::Tensor read_impl(const H5::Group& parent, const std::string& name, in
   try {
     if (!parent.nameExists(name)) throw CheckpointError("dataset " + full + " is missing");
     H5::DataSet ds = parent.openDataSet(name);
-    if (!has_attribute(ds, "dtype")) throw CheckpointError("dataset " + full + " has no dtype attribute");
-    const at::ScalarType st = scalar_type_named(get_attribute(ds, "dtype"), full);
+    const at::ScalarType st = has_attribute(ds, "dtype") ? scalar_type_named(get_attribute(ds, "dtype"), full)
+                                                         : native_scalar_type(ds, full);
     H5::DataSpace file_space = ds.getSpace();
     std::vector<hsize_t> dims = dims_of(file_space);
     std::vector<int64_t> shape(dims.begin(), dims.end());

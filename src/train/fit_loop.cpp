@@ -76,9 +76,15 @@ std::vector<at::Tensor> gather_rng_states(Engine& engine, int world) {
   return out;
 }
 
+// A dataset already split across ranks (rank_local) is only shuffled here, by a seed of its own rank.
+DistributedSampler sampler_for(const Dataset& ds, int n, int rank, bool shuffle, uint64_t seed) {
+  if (ds.rank_local()) return DistributedSampler(ds.size(), 1, 0, shuffle, detail::mix_seed(seed, rank, -1));
+  return DistributedSampler(ds.size(), n, rank, shuffle, seed);
+}
+
 std::unique_ptr<DataLoader> loader_for(const std::shared_ptr<Dataset>& ds, int n, int rank, int64_t batch) {
   if (!ds) return nullptr;
-  return std::make_unique<DataLoader>(ds, DistributedSampler(ds->size(), n, rank, false), batch);
+  return std::make_unique<DataLoader>(ds, sampler_for(*ds, n, rank, false, 0), batch);
 }
 
 }  // namespace
@@ -111,7 +117,7 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
   DataLoaders dl = m.dataloaders();
   if (!dl.train) throw ConfigError("dataloaders(): no training dataset");
   if (dl.batch_size < 1) throw ConfigError("batch size must be at least 1 (got " + std::to_string(dl.batch_size) + ")");
-  DataLoader train(dl.train, DistributedSampler(dl.train->size(), n, rank, dl.shuffle, o.seed), dl.batch_size);
+  DataLoader train(dl.train, sampler_for(*dl.train, n, rank, dl.shuffle, o.seed), dl.batch_size);
   auto val = loader_for(dl.val, n, rank, dl.batch_size), test = loader_for(dl.test, n, rank, dl.batch_size);
   Optimizers optim = m.configure_optimizers();
   if (!optim.optimizer) throw ConfigError("configure_optimizers(): no optimizer");

@@ -26,7 +26,8 @@ H5::Group require_group(H5::H5File& file, const std::string& path);
 /// Writes a contiguous CPU tensor of float32/64, bfloat16, float16, int32, int64, uint8 or bool to
 /// `parent`/`name` (chunked, Fletcher-32; 0-d tensors stored as shape [] scalars).
 void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& t);
-/// Reads it back with the dtype and shape it was written with. A failed checksum, a missing
+/// Reads it back with the dtype and shape it was written with (datasets of other writers, without
+/// the dtype attribute: float32/64, uint8, int32, int64 by their stored type). A failed checksum, a missing
 /// dataset or an unsupported type raises CheckpointError naming the dataset's full path.
 at::Tensor read_tensor(const H5::Group& parent, const std::string& name);
 /// Rows [start, start + count) along dimension 0 only (a per-rank hyperslab).

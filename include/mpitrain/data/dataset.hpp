@@ -22,6 +22,9 @@ class Dataset {
   /// The examples at `indices`, in that order.
   virtual Batch get(const std::vector<int64_t>& indices) const = 0;
   virtual std::string name() const = 0;
+  /// True if this dataset holds only this rank's examples (already split across ranks): loaders
+  /// then shuffle it locally instead of splitting it again with a DistributedSampler.
+  virtual bool rank_local() const { return false; }
 };
 
 /// In-memory inputs and targets; dimension 0 indexes examples.

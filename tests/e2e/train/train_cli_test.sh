@@ -42,6 +42,28 @@ printf 'model = lenet\nepochs = 1\nlimit-train-batches = 5\nlimit-val-batches = 
 timeout -k 5 300 "$BIN" --config opts.cfg --model mlp --workers 2 --no-progress --summary-json cfg.json > cfg.log 2>&1 || { cat cfg.log; fail=1; }
 if [[ $(json cfg.json model) == mlp && $(json cfg.json steps) == 5.0 ]]; then echo "ok: config file + override"; else echo "FAIL: config file"; cat cfg.log; fail=1; fi
 
+# 3b. --dataset hdf5:PATH, a file written by h5py (X uint8 [N,28,28], y int64, X_test/y_test):
+#     each rank reads only its rows; 12,000 Fashion-MNIST images, 2 epochs.
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  /usr/bin/python3 - <<'PY'
+import gzip, h5py, numpy as np
+d = "/usr/share/datasets/fashion-mnist/"
+idx = lambda f, off: np.frombuffer(gzip.open(d + f).read(), np.uint8, offset=off)
+with h5py.File("fm.h5", "w") as f:
+    f["X"] = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:12000]
+    f["y"] = idx("train-labels-idx1-ubyte.gz", 8)[:12000].astype(np.int64)
+    f["X_test"] = idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:2000]
+    f["y_test"] = idx("t10k-labels-idx1-ubyte.gz", 8)[:2000].astype(np.int64)
+    f["only_x"] = np.zeros((3, 28, 28), np.uint8)
+h5py.File("nolabels.h5", "w")["X"] = np.zeros((3, 28, 28), np.uint8)
+PY
+  timeout -k 5 300 "$BIN" --dataset hdf5:fm.h5 --workers 2 --epochs 2 --no-progress --summary-json h5.json > h5.log 2>&1 || { cat h5.log; fail=1; }
+  acc=$(json h5.json test_accuracy 2>/dev/null || echo 0)
+  if /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= 0.75 else 1)"; then
+    echo "ok: hdf5:fm.h5 (h5py, 12,000 images), 2 workers, 2 epochs: test accuracy $acc, $(json h5.json steps) steps"
+  else echo "FAIL: hdf5 dataset accuracy $acc"; cat h5.log; fail=1; fi
+fi
+
 # 4. Bad input: one line naming the problem, exit 2
 expect() {  # expect <text> -- args...
   local want=$1; shift 2
@@ -56,6 +78,8 @@ expect "unknown dataset 'cifar10'" -- --dataset cifar10
 expect "unknown optimizer 'rmsprop'" -- --optimizer rmsprop
 expect "dataset file /nonexistent/train-images-idx3-ubyte.gz not found" -- --data-dir /nonexistent
 expect "dataset file /nonexistent.h5 not found" -- --dataset hdf5:/nonexistent.h5
+[[ -f nolabels.h5 ]] && expect "nolabels.h5 needs datasets X (images) and y (labels)" -- --dataset hdf5:nolabels.h5
+expect "/etc/hostname is not an HDF5 file" -- --dataset hdf5:/etc/hostname
 expect "batch size must be at least 1 (got 0)" -- --batch-size 0
 expect "precision must be \"32\" or \"bf16-mixed\"" -- --precision fp8
 expect "unknown strategy 'horovod' (available: ddp)" -- --strategy horovod
