@@ -1,6 +1,9 @@
 // Trainer behaviour through fit(): a training_step that returns a non-scalar, EarlyStopping,
-// and metric aggregation across ranks (run alone: spawn; or under mpirun).
+// metric aggregation across ranks, resume from `latest`, validate()/test() as separate calls
+// (run alone: spawn; or under mpirun).
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "mpitrain/data/synthetic.hpp"
 #include "mpitrain/launch/runtime.hpp"
@@ -45,6 +48,48 @@ TEST(Trainer, NonScalarLossIsANamedError) {
   Result r = Trainer(options()).fit<Probe>({{"non_scalar", true}});
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("training_step must return a scalar loss, got a tensor of shape [8]"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error_kind, "config") << "bad input, not a crash: the CLI exits 2 on it";
+}
+
+TrainerOptions options_in(const std::string& dir) {
+  TrainerOptions o = options();
+  o.default_root_dir = ::testing::TempDir() + "/mpitrain-trainer-tests-" + dir;
+  std::filesystem::remove_all(o.default_root_dir);
+  return o;
+}
+
+TEST(Trainer, FitResumesFromLatestAndContinuesCounting) {
+  TrainerOptions o = options_in("resume");
+  Result first = Trainer(o).fit<Probe>({});
+  ASSERT_TRUE(first.ok()) << first.error;
+  ASSERT_FALSE(first.checkpoint.empty());
+  o.max_epochs = 3;
+  Result more = Trainer(o).fit<Probe>({}, "latest");
+  ASSERT_TRUE(more.ok()) << more.error;
+  EXPECT_EQ(more.metrics.at("steps"), 3 * first.metrics.at("steps")) << "epochs 2 and 3 continue epoch 1's count";
+  EXPECT_EQ(more.metrics.at("epochs"), 3.0);
+  EXPECT_EQ(more.metrics.at("best_flat"), 1.0) << "best values are kept as well as the last";
+  EXPECT_NE(more.checkpoint.find("epoch=2-step="), std::string::npos) << more.checkpoint;
+}
+
+TEST(Trainer, ValidateAndTestAreSeparateCalls) {
+  TrainerOptions o = options_in("validate");
+  ASSERT_TRUE(Trainer(o).fit<Probe>({}).ok());
+  Result v = Trainer(o).validate("Probe", {}, "latest");
+  ASSERT_TRUE(v.ok()) << v.error;
+  EXPECT_EQ(v.metrics.at("flat"), 1.0);
+  EXPECT_EQ(v.checkpoint.substr(v.checkpoint.size() - 3), ".h5") << "the checkpoint it evaluated";
+  EXPECT_FALSE(v.metrics.count("steps")) << "validate trains nothing";
+}
+
+TEST(Trainer, EvaluationErrorsAreNamed) {
+  TrainerOptions o = options_in("evaluate-errors");
+  Result none = Trainer(o).validate("Probe", {}, "latest");  // nothing trained in this directory
+  EXPECT_EQ(none.error_kind, "checkpoint");
+  EXPECT_NE(none.error.find("no checkpoint to resume from"), std::string::npos) << none.error;
+  Result test = Trainer(o).test("Probe", {}, "");  // Probe has no test set
+  EXPECT_EQ(test.error_kind, "config");
+  EXPECT_NE(test.error.find("dataloaders(): no test dataset"), std::string::npos) << test.error;
 }
 
 TEST(Trainer, EarlyStoppingStopsAfterPatienceEpochsWithoutImprovement) {
