@@ -3,6 +3,9 @@
 // (run alone: spawn; or under mpirun).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 
 #include "mpitrain/data/synthetic.hpp"
@@ -51,15 +54,29 @@ TEST(Trainer, NonScalarLossIsANamedError) {
   EXPECT_EQ(r.error_kind, "config") << "bad input, not a crash: the CLI exits 2 on it";
 }
 
-TrainerOptions options_in(const std::string& dir) {
+// A fresh directory per test and job. Under mpirun every rank names the same one (the job's PMIx
+// namespace) and nobody deletes it while another rank may be reading it; spawn mode owns its own.
+struct FreshDir {
+  std::string path;
+  explicit FreshDir(const std::string& name) {
+    const char* job = std::getenv("PMIX_NAMESPACE");
+    path = ::testing::TempDir() + "/mpitrain-trainer-tests-" + name + "-" + (job ? job : std::to_string(::getpid()));
+    if (!job) std::filesystem::remove_all(path);
+  }
+  ~FreshDir() {  // after the last collective fit, so every rank is done with the files
+    if (Runtime::current()->env().rank == 0) std::filesystem::remove_all(path);
+  }
+};
+
+TrainerOptions options_in(const FreshDir& dir) {
   TrainerOptions o = options();
-  o.default_root_dir = ::testing::TempDir() + "/mpitrain-trainer-tests-" + dir;
-  std::filesystem::remove_all(o.default_root_dir);
+  o.default_root_dir = dir.path;
   return o;
 }
 
 TEST(Trainer, FitResumesFromLatestAndContinuesCounting) {
-  TrainerOptions o = options_in("resume");
+  FreshDir dir("resume");
+  TrainerOptions o = options_in(dir);
   Result first = Trainer(o).fit<Probe>({});
   ASSERT_TRUE(first.ok()) << first.error;
   ASSERT_FALSE(first.checkpoint.empty());
@@ -73,7 +90,8 @@ TEST(Trainer, FitResumesFromLatestAndContinuesCounting) {
 }
 
 TEST(Trainer, ValidateAndTestAreSeparateCalls) {
-  TrainerOptions o = options_in("validate");
+  FreshDir dir("validate");
+  TrainerOptions o = options_in(dir);
   ASSERT_TRUE(Trainer(o).fit<Probe>({}).ok());
   Result v = Trainer(o).validate("Probe", {}, "latest");
   ASSERT_TRUE(v.ok()) << v.error;
@@ -83,7 +101,8 @@ TEST(Trainer, ValidateAndTestAreSeparateCalls) {
 }
 
 TEST(Trainer, EvaluationErrorsAreNamed) {
-  TrainerOptions o = options_in("evaluate-errors");
+  FreshDir dir("evaluate-errors");
+  TrainerOptions o = options_in(dir);
   Result none = Trainer(o).validate("Probe", {}, "latest");  // nothing trained in this directory
   EXPECT_EQ(none.error_kind, "checkpoint");
   EXPECT_NE(none.error.find("no checkpoint to resume from"), std::string::npos) << none.error;
