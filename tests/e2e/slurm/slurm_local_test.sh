@@ -2,9 +2,10 @@
 # e2e on a real one-node Slurm cluster (slurm/local-cluster.sh): srun -n 2 --mpi=pmix SPMD,
 # sbatch of slurm/train.sbatch, and slurm/driver.sbatch (a lone driver spawning its workers).
 # Exit 77 (ctest: skipped, shown as such) with the reason when the cluster cannot start.
-# Usage: slurm_local_test.sh <source dir> <e2e_launch_tests binary> <mpitrain-example-launch binary>
+# Also: SIGUSR1 to a running train.sbatch job -> checkpoint, exit 75, requeue, resume, complete.
+# Usage: slurm_local_test.sh <source dir> <e2e_launch_tests binary> <mpitrain-example-launch binary> <mpitrain-train>
 set -uo pipefail
-SRC=$1 BIN=$2 EXAMPLE=$3
+SRC=$1 BIN=$2 EXAMPLE=$3 TRAIN=$4
 export MPITRAIN_SLURM_DIR=$(mktemp -d /tmp/mpitrain-slurm-test.XXXXXX)
 export MPITRAIN_SLURM_CTLD_PORT=${MPITRAIN_SLURM_CTLD_PORT:-6837} MPITRAIN_SLURM_D_PORT=${MPITRAIN_SLURM_D_PORT:-6838}
 export SLURM_CONF=$MPITRAIN_SLURM_DIR/slurm.conf
@@ -45,5 +46,27 @@ jid=$(cd "$work" && sbatch --parsable -c 4 "$SRC/slurm/driver.sbatch" "$BIN" --g
 state=$(wait_job "$jid")
 check "sbatch driver.sbatch: $state" '[[ $state == JobState=COMPLETED ]] && grep -q "\[  PASSED  \] 1 test" "$work/mpitrain-$jid.out"'
 [[ $fail -eq 0 ]] || cat "$work/mpitrain-$jid.out"
+
+# 4. Preemption: SIGUSR1 (what --signal=USR1@60 sends before the time limit) to the running job's
+#    ranks -> every rank checkpoints and exits 75 -> train.sbatch requeues -> the rerun resumes.
+jid=$(cd "$work" && sbatch --parsable -n 2 "$SRC/slurm/train.sbatch" "$TRAIN" --dataset synthetic --epochs 12 \
+      --no-progress --output-dir run --resume auto)
+for _ in $(seq 1 600); do [[ -f $work/run/checkpoints/latest ]] && break; sleep 0.1; done
+scancel --signal=USR1 "$jid"
+for _ in $(seq 1 600); do grep -q "requeueing job" "$work/mpitrain-$jid.out" 2>/dev/null && break; sleep 0.2; done
+# Slurm holds a requeued job for ~2 minutes (BeginTime) against restart loops; the test moves it up.
+# Not within the second of the requeue: slurmd revoked the first run's credential, and it compares
+# creation times in whole seconds ("Job credential revoked").
+for _ in $(seq 1 300); do
+  squeue -h -j "$jid" -o %r 2>/dev/null | grep -q BeginTime && [[ $(sinfo -h -o %t) == idle ]] && break; sleep 0.1
+done
+sleep 2
+scontrol update jobid="$jid" StartTime=now
+state=$(wait_job "$jid")
+restarts=$(scontrol show job "$jid" 2>/dev/null | grep -oE "Restarts=[0-9]+")
+log=$work/mpitrain-$jid.out
+check "SIGUSR1 -> checkpoint, requeue, resume: $state $restarts" '[[ $state == JobState=COMPLETED && $restarts == Restarts=1 ]] &&
+  grep -q "stopped by signal 10" "$log" && grep -q "resuming from run/checkpoints/" "$log" && grep -q "\"steps\":564.0" "$log"'
+[[ $fail -eq 0 ]] || cat "$log"
 rm -rf "$work"
 exit $fail
