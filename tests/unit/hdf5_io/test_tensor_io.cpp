@@ -145,3 +145,34 @@ TEST(TensorIo, ReadableFromH5py) {
 
 }  // namespace
 }  // namespace hdf5_io
+
+namespace hdf5_io {
+namespace {
+
+// write_tensor stages and checksums chunks itself (chunk_writer.cpp); HDF5 verifies every chunk's
+// Fletcher-32 on read, so a wrong checksum, a misplaced chunk or bad edge padding fails here.
+TEST(TensorIo, ChunksWrittenDirectlyPassHdf5sOwnChecksum) {
+  TempFile f;
+  std::vector<std::pair<std::string, at::Tensor>> tensors = {
+      {"many_chunks", at::randn({3000, 300})},             // 1200-byte rows: 4 chunks, the last one partial
+      {"one_row_per_chunk", at::randn({5, 300000})},        // rows over 1 MiB
+      {"odd_bytes", at::randn({7}).gt(0)},                 // a 7-byte chunk: Fletcher-32's odd tail
+      {"bytes_over_a_mebibyte", at::randint(0, 255, {(1 << 20) + 3}, at::kByte)},
+      {"large_int64", at::randint(-1000000, 1000000, {200000, 3}, at::kLong)},
+  };
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = require_group(file, "/t");
+    for (auto& [name, t] : tensors) write_tensor(g, name, t);
+  }
+  H5::H5File file = open_file(f.path);
+  H5::Group g = file.openGroup("/t");
+  for (auto& [name, t] : tensors) {
+    at::Tensor back = read_tensor(g, name);
+    EXPECT_TRUE(back.equal(t)) << name;
+    EXPECT_TRUE(read_rows(g, name, 1, 2).equal(t.narrow(0, 1, 2))) << name;
+  }
+}
+
+}  // namespace
+}  // namespace hdf5_io

@@ -1,0 +1,22 @@
+// Writing chunked, Fletcher-32-filtered datasets fast: HDF5's filter pipeline copies every chunk
+// and checksums it byte by byte (~1.4 GB/s here) on the one thread that also issues the writes.
+// Instead the chunks are staged and checksummed (5+ GB/s) on a helper thread while this thread
+// hands the previous ones to H5Dwrite_chunk, the stored bytes being exactly what the filter would
+// have produced (so HDF5, h5py and every reader verify them as usual).
+#pragma once
+#include <H5Cpp.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hdf5_io::detail {
+
+/// Fletcher-32 exactly as HDF5's filter computes it (big-endian 16-bit words, 360-word blocks).
+uint32_t fletcher32(const uint8_t* data, size_t len);
+
+/// Writes `bytes` of row-major data as consecutive chunks of `rows_per_chunk` rows of `row_bytes`
+/// (the dataset's chunk shape spans whole rows) through H5Dwrite_chunk with appended checksums.
+void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t rows, size_t row_bytes,
+                  size_t rows_per_chunk);
+
+}  // namespace hdf5_io::detail
