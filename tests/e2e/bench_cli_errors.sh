@@ -21,8 +21,14 @@ expect 2 "unknown benchmark 'allgather'" -- allgather
 expect 2 "usage: mpitrain-bench" --
 expect 2 "allreduce runs on the ranks of an MPI job" -- allreduce
 expect 2 "unrecognised option '--fast'" -- spawn --fast
+expect 2 "--size-mb and --runs must be at least 1" -- ckpt --size-mb 0
+expect 2 "--dir /nonexistent is not a directory" -- ckpt --dir /nonexistent
 help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
   [[ $help == *"$col"* ]] || { echo "FAIL: --help does not explain column $col"; fail=1; }
+done
+help=$("$BENCH" ckpt --help) || { echo "FAIL: ckpt --help exited non-zero"; fail=1; }
+for col in case op bytes median_s MBps vs_dd; do
+  [[ $help == *"$col"* ]] || { echo "FAIL: ckpt --help does not explain column $col"; fail=1; }
 done
 exit $fail
