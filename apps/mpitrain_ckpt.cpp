@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
       for (const auto& f : files) {
         const std::string path = resolve(f);
         const int64_t n = h5::verify_checkpoint(path);
-        std::cout << "ok: " << path << ": " << n << " datasets, every checksum verified\n";
+        std::cout << "ok: " << path << ": " << n << " datasets read, every chunk's checksum verified\n";
       }
       return 0;
     }
@@ -154,6 +154,9 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const H5::Exception& e) {
     std::cerr << "mpitrain-ckpt: CheckpointError: HDF5 error in " << e.getFuncName() << ": " << e.getDetailMsg() << "\n";
+    return 1;
+  } catch (const std::exception& e) {  // e.g. a file system error on the path
+    std::cerr << "mpitrain-ckpt: " << e.what() << "\n";
     return 1;
   }
 }

@@ -68,6 +68,10 @@ CheckpointWriter::~CheckpointWriter() {
 void CheckpointWriter::commit() {
   try {
     file_.flush(H5F_SCOPE_GLOBAL);
+    // HDF5 closes a file only when its last handle goes: one still open elsewhere would mean the
+    // fsync below runs before the last writes. Callers close their group handles first.
+    if (H5Fget_obj_count(file_.getId(), H5F_OBJ_ALL | H5F_OBJ_LOCAL) > 1)
+      throw CheckpointError("internal error: " + tmp_ + " still has open objects at commit");
     file_.close();
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot write " + tmp_ + ": " + e.getDetailMsg());
@@ -97,12 +101,12 @@ H5::H5File open_checkpoint(const std::string& path) {
 }
 
 namespace {
-void verify_group(const H5::Group& g, const std::string& path, int64_t& count) {
+void verify_group(const H5::Group& g, int64_t& count) {
   for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
     const std::string name = g.getObjnameByIdx(i);
     const H5G_obj_t type = g.getObjTypeByIdx(i);
     if (type == H5G_GROUP) {
-      verify_group(g.openGroup(name), path, count);
+      verify_group(g.openGroup(name), count);
     } else if (type == H5G_DATASET) {
       read_tensor(g, name);  // through Fletcher-32; throws naming the dataset
       ++count;
@@ -115,7 +119,7 @@ int64_t verify_checkpoint(const std::string& path) {
   H5::H5File file = open_checkpoint(path);
   int64_t count = 0;
   try {
-    verify_group(file.openGroup("/"), path, count);
+    verify_group(file.openGroup("/"), count);
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot walk " + path + " (corrupt?): " + e.getDetailMsg());
   }
@@ -123,6 +127,7 @@ int64_t verify_checkpoint(const std::string& path) {
 }
 
 void export_weights(const std::string& src, const std::string& dst) {
+  if (fs::exists(dst) && fs::equivalent(src, dst)) throw CheckpointError("export would overwrite its source " + src);
   H5::H5File in = open_checkpoint(src);
   H5::Group in_root = in.openGroup("/");
   CheckpointWriter w(dst);
@@ -139,6 +144,7 @@ void export_weights(const std::string& src, const std::string& dst) {
       write_tensor(out, n, read_tensor(g, n));
     }
   }
+  root.close();  // every handle into the file closed: commit() really closes it before the fsync
   w.commit();
 }
 
@@ -164,10 +170,15 @@ void write_latest(const std::string& dir, const std::string& file_name) {
 }
 
 int remove_stale_temporaries(const std::string& dir) {
+  // Only names this library writes ("<checkpoint>.h5.tmp", "latest.tmp", "last.h5.tmp"): the
+  // directory may hold other people's files.
+  auto ours = [](const std::string& name) {
+    return name == "latest.tmp" || (name.size() > 7 && name.compare(name.size() - 7, 7, ".h5.tmp") == 0);
+  };
   int n = 0;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_regular_file() && e.path().extension() == ".tmp" && fs::remove(e.path(), ec)) ++n;
+    if (e.is_regular_file() && ours(e.path().filename().string()) && fs::remove(e.path(), ec)) ++n;
   return n;
 }
 

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "error_stack.hpp"
 #include "hdf5_io/tensor_io.hpp"
 
 namespace hdf5_io::detail {
@@ -72,7 +73,7 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
     std::vector<hsize_t> offset(size_t(rank), 0);
     offset[0] = hsize_t(s.index * rows_per_chunk);
     if (H5Dwrite_chunk(ds.getId(), H5P_DEFAULT, 0, offset.data(), s.bytes.size(), s.bytes.data()) < 0)
-      throw CheckpointError("H5Dwrite_chunk failed for chunk " + std::to_string(s.index) + " of " + ds.getObjName());
+      throw CheckpointError(hdf5_cause("cannot write chunk " + std::to_string(s.index) + " of " + ds.getObjName()));
   };
   if (chunks < 4) {  // not worth a thread
     Staged s;

@@ -14,8 +14,9 @@ namespace hdf5_io::detail {
 /// Fletcher-32 exactly as HDF5's filter computes it (big-endian 16-bit words, 360-word blocks).
 uint32_t fletcher32(const uint8_t* data, size_t len);
 
-/// Writes `bytes` of row-major data as consecutive chunks of `rows_per_chunk` rows of `row_bytes`
-/// (the dataset's chunk shape spans whole rows) through H5Dwrite_chunk with appended checksums.
+/// Writes `rows` rows of `row_bytes` each (row-major `data`) as consecutive chunks of
+/// `rows_per_chunk` rows (the dataset's chunk shape spans whole rows; the last chunk is padded
+/// with zeros) through H5Dwrite_chunk, each with its checksum appended. `rank`: the dataset's.
 void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t rows, size_t row_bytes,
                   size_t rows_per_chunk);
 

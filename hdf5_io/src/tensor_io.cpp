@@ -1,6 +1,7 @@
 #include "hdf5_io/tensor_io.hpp"
 
 #include "chunk_writer.hpp"
+#include "error_stack.hpp"
 
 #include <ATen/ATen.h>
 
@@ -69,18 +70,6 @@ std::vector<hsize_t> dims_of(const H5::DataSpace& space) {
   return d;
 }
 
-// The deepest message of HDF5's error stack ("truncated file: eof = ...") says more than the
-// C++ API's "H5Fopen failed"; read it before the next call clears the stack.
-herr_t collect_error(unsigned n, const H5E_error2_t* e, void* out) {
-  if (n == 0 && e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
-  return 0;
-}
-std::string hdf5_cause(const H5::Exception& e) {
-  std::string deepest;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &deepest);
-  return deepest.empty() ? e.getDetailMsg() : e.getDetailMsg() + ": " + deepest;
-}
-
 }  // namespace
 
 H5::H5File open_file(const std::string& path) {
@@ -88,7 +77,7 @@ H5::H5File open_file(const std::string& path) {
     if (!H5::H5File::isHdf5(path)) throw CheckpointError(path + " is not an HDF5 file");
     return H5::H5File(path, H5F_ACC_RDONLY);
   } catch (const H5::Exception& e) {
-    throw CheckpointError("cannot open " + path + " (truncated or corrupt?): " + hdf5_cause(e));
+    throw CheckpointError("cannot open " + path + " (truncated or corrupt?): " + detail::hdf5_cause(e));
   }
 }
 
@@ -181,7 +170,7 @@ static at::Tensor read_impl(const H5::Group& parent, const std::string& name, in
       ds.read(t.data_ptr(), ti.type, mem, file_space);
     } catch (const H5::Exception& e) {  // here, before ds's destructor clears HDF5's error stack
       // A failed Fletcher-32 check surfaces here as a read error of this dataset.
-      throw CheckpointError("cannot read dataset " + full + " (corrupt or truncated?): " + hdf5_cause(e));
+      throw CheckpointError("cannot read dataset " + full + " (corrupt or truncated?): " + detail::hdf5_cause(e));
     }
     return t;
   } catch (const H5::Exception& e) {

@@ -171,27 +171,29 @@ void save_checkpoint(const std::string& path, Module& module, const Optimizers& 
                      const std::vector<at::Tensor>& rng_states, const CheckpointMeta& meta) {
   translated([&] {
     h5::CheckpointWriter w(path);
-    H5::H5File& f = w.file();
-    H5::Group root = f.openGroup("/");
-    h5::set_attribute(root, "kind", "full");
-    h5::set_attribute(root, "library_version", MPITRAIN_VERSION);
-    h5::set_attribute(root, "module", meta.module);
-    h5::set_attribute(root, "config", meta.config.dump());
-    h5::set_attribute(root, "trainer_options", meta.trainer_options.dump());
-    h5::set_attribute(root, "strategy", meta.strategy);
-    h5::set_int_attribute(root, "world_size", meta.world_size);
-    H5::Group model = h5::require_group(f, "/model"), buffers = h5::require_group(f, "/buffers");
-    for (const auto& p : module.named_parameters()) h5::write_tensor(model, p.key(), p.value());
-    for (const auto& b : module.named_buffers()) h5::write_tensor(buffers, b.key(), b.value());
-    write_optimizer(f, module, optim);
-    H5::Group trainer = h5::require_group(f, "/trainer");
-    h5::set_int_attribute(trainer, "epoch", st.epoch);
-    h5::set_int_attribute(trainer, "batch_in_epoch", st.batch_in_epoch);
-    h5::set_int_attribute(trainer, "global_step", st.global_step);
-    h5::set_int_attribute(trainer, "scheduler_steps", optim.scheduler ? optim.scheduler->steps() : 0);
-    h5::set_attribute(trainer, "state", st.extra.dump());
-    H5::Group rng = h5::require_group(f, "/rng");
-    for (size_t r = 0; r < rng_states.size(); ++r) h5::write_tensor(rng, "rank_" + std::to_string(r), rng_states[r]);
+    {  // every group handle closed before commit()
+      H5::H5File& f = w.file();
+      H5::Group root = f.openGroup("/");
+      h5::set_attribute(root, "kind", "full");
+      h5::set_attribute(root, "library_version", MPITRAIN_VERSION);
+      h5::set_attribute(root, "module", meta.module);
+      h5::set_attribute(root, "config", meta.config.dump());
+      h5::set_attribute(root, "trainer_options", meta.trainer_options.dump());
+      h5::set_attribute(root, "strategy", meta.strategy);
+      h5::set_int_attribute(root, "world_size", meta.world_size);
+      H5::Group model = h5::require_group(f, "/model"), buffers = h5::require_group(f, "/buffers");
+      for (const auto& p : module.named_parameters()) h5::write_tensor(model, p.key(), p.value());
+      for (const auto& b : module.named_buffers()) h5::write_tensor(buffers, b.key(), b.value());
+      write_optimizer(f, module, optim);
+      H5::Group trainer = h5::require_group(f, "/trainer");
+      h5::set_int_attribute(trainer, "epoch", st.epoch);
+      h5::set_int_attribute(trainer, "batch_in_epoch", st.batch_in_epoch);
+      h5::set_int_attribute(trainer, "global_step", st.global_step);
+      h5::set_int_attribute(trainer, "scheduler_steps", optim.scheduler ? optim.scheduler->steps() : 0);
+      h5::set_attribute(trainer, "state", st.extra.dump());
+      H5::Group rng = h5::require_group(f, "/rng");
+      for (size_t r = 0; r < rng_states.size(); ++r) h5::write_tensor(rng, "rank_" + std::to_string(r), rng_states[r]);
+    }
     w.commit();
   });
 }
@@ -291,6 +293,10 @@ void read_optimizer(const H5::H5File& f, torch::nn::Module& m, const Optimizers&
           throw CheckpointError("checkpoint " + path + ": dataset /optimizer/" + name + "/" + key + " has shape " +
                                 c10::str(t[key].sizes()) + ", the parameter has " + c10::str(params[k].sizes()));
       }
+      for (const char* required : type == "sgd" ? std::vector<const char*>{"momentum_buffer"}
+                                                 : std::vector<const char*>{"step", "exp_avg", "exp_avg_sq"})
+        if (!t.count(required))
+          throw CheckpointError("checkpoint " + path + " has no dataset /optimizer/" + name + "/" + required);
       states.emplace_back(impl_key(params[k]), make_state(type, t));
     }
   }

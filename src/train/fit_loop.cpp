@@ -19,6 +19,7 @@
 #include "mpitrain/train/metrics.hpp"
 #include "mpitrain/train/trainer.hpp"
 #include "preemption.hpp"
+#include "json_number.hpp"
 #include "seeds.hpp"
 
 namespace mpitrain {
@@ -52,21 +53,45 @@ void maybe_kill_self(int rank, int64_t step) {
   std::raise(SIGKILL);
 }
 
-// A failure on some ranks must become an error on all of them (else the rest wait in the next
-// collective until the deadline): every rank reports whether it succeeded.
-void agree_or_throw(Engine& engine, const std::exception_ptr& mine, const std::string& what) {
-  int32_t failed = mine ? 1 : 0;
-  engine.allreduce(&failed, 1, DType::Int32, ReduceOp::Max).wait();
-  if (mine) std::rethrow_exception(mine);
-  if (failed) throw CheckpointError(what + " failed on another rank (see its error)");
+// A failure on some ranks must become the same error on all of them (else the rest wait in the
+// next collective until the deadline, and only the failing rank knows why): the lowest failing
+// rank's message and error family are broadcast, and every rank throws that.
+void agree_or_throw(Engine& engine, const std::exception_ptr& mine, int rank, int world) {
+  int32_t first = mine ? rank : world;
+  engine.allreduce(&first, 1, DType::Int32, ReduceOp::Min).wait();
+  if (first == world) return;
+  std::string kind = "exception", message;
+  if (rank == first) {
+    try {
+      std::rethrow_exception(mine);
+    } catch (const std::exception& e) {
+      kind = error_kind_of(e);
+      message = e.what();
+    } catch (...) {
+      message = "unknown exception";
+    }
+  }
+  std::string text = rank == first ? nlohmann::json{{"kind", kind}, {"message", message}}.dump() : std::string();
+  int64_t len = int64_t(text.size());
+  engine.enqueue([&](Communicator& c) { c.broadcast(&len, 1, DType::Int64, first); }).wait();
+  text.resize(size_t(len + 3) / 4 * 4, ' ');  // travels as int32 words; JSON ignores the padding
+  engine.enqueue([&](Communicator& c) { c.broadcast(text.data(), int64_t(text.size() / 4), DType::Int32, first); }).wait();
+  if (rank == first) std::rethrow_exception(mine);
+  const nlohmann::json j = nlohmann::json::parse(text);
+  const std::string k = j.at("kind"), msg = j.at("message");  // the launcher adds "rank r: "
+  if (k == "config") throw ConfigError(msg);
+  if (k == "checkpoint") throw CheckpointError(msg);
+  if (k == "comm") throw CommError(msg);
+  throw Error(msg);
 }
 
 // Every rank's generator state, gathered to all (only rank 0 writes them).
 std::vector<at::Tensor> gather_rng_states(Engine& engine, int world) {
   at::Tensor mine = rng_state().contiguous();
-  int64_t words = (mine.numel() + 3) / 4, max_words = words;
-  engine.allreduce(&max_words, 1, DType::Int64, ReduceOp::Max).wait();
-  if (max_words != words) throw CheckpointError("ranks disagree on the size of the generator state");
+  int64_t words = (mine.numel() + 3) / 4;
+  int64_t range[2] = {words, -words};  // max and -min in one reduction: every rank sees the same
+  engine.allreduce(range, 2, DType::Int64, ReduceOp::Max).wait();
+  if (range[0] != -range[1]) throw CheckpointError("ranks disagree on the size of the generator state");
   std::vector<int32_t> send(size_t(words), 0), recv(size_t(words * world));
   std::memcpy(send.data(), mine.data_ptr(), size_t(mine.numel()));
   engine.enqueue([&](Communicator& c) { c.allgather(send.data(), recv.data(), words, DType::Int32); }).wait();
@@ -75,6 +100,48 @@ std::vector<at::Tensor> gather_rng_states(Engine& engine, int world) {
     out.push_back(at::from_blob(recv.data() + r * words, {mine.numel()}, at::kByte).clone());
   return out;
 }
+
+// One pass of validation_step / test_step over a loader (at most `limit` batches; -1: all).
+void run_evaluation(Module& m, DataLoader& loader, bool is_test, int64_t limit) {
+  torch::NoGradGuard no_grad;
+  m.eval();
+  auto epoch = loader.epoch();
+  const int64_t nb = limit < 0 ? loader.batches_per_epoch() : std::min(limit, loader.batches_per_epoch());
+  for (int64_t b = 0; b < nb; ++b) {
+    Batch batch = *epoch->next();
+    if (is_test) m.test_step(batch, b);
+    else m.validation_step(batch, b);
+  }
+  m.train();
+}
+
+// Callback and metric state that travels in a checkpoint (TrainerState::extra).
+struct CallbackState {
+  double es_best = 0;     // EarlyStopping's best value so far
+  int64_t bad_epochs = 0;
+  bool early_stopped = false;
+  std::map<std::string, double> best, last;  // best and last epoch value of every metric
+
+  nlohmann::json to_json(const ModelCheckpoint& checkpointer, const nlohmann::json& epoch_sums) const {
+    return {{"model_checkpoint", checkpointer.state()},
+            {"epoch_sums", epoch_sums},
+            {"early_stopping_best", detail::json_number(es_best)},
+            {"early_stopping_bad_epochs", bad_epochs},
+            {"early_stopped", early_stopped},
+            {"best_metrics", detail::json_numbers(best)},
+            {"last_metrics", detail::json_numbers(last)}};
+  }
+  // Restores this, the checkpointer's files and the epoch's metric sums (values on one rank only).
+  void parse(const nlohmann::json& j, ModelCheckpoint& checkpointer, MetricSink& sink, bool with_sums) {
+    if (j.contains("early_stopping_best")) es_best = detail::number_from_json(j["early_stopping_best"]);
+    bad_epochs = j.value("early_stopping_bad_epochs", int64_t(0));
+    early_stopped = j.value("early_stopped", false);
+    best = detail::numbers_from_json(j.value("best_metrics", nlohmann::json::object()));
+    last = detail::numbers_from_json(j.value("last_metrics", nlohmann::json::object()));
+    if (j.contains("model_checkpoint")) checkpointer.load_state(j["model_checkpoint"]);
+    if (j.contains("epoch_sums")) sink.load_state(j["epoch_sums"], with_sums);
+  }
+};
 
 // A dataset already split across ranks (rank_local) is only shuffled here, by a seed of its own rank.
 DistributedSampler sampler_for(const Dataset& ds, int n, int rank, bool shuffle, uint64_t seed) {
@@ -113,6 +180,10 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
   m.world_size_ = n;
   MetricSink sink;
   m.sink_ = &sink;
+  // SPMD: from here on SIGTERM/SIGUSR1 mean "checkpoint at the next step and stop" (before the
+  // first step, the run stops there with the checkpoint it resumed from).
+  std::unique_ptr<detail::PreemptionSignals> signals;
+  if (ctx.env().role == Role::Spmd) signals = std::make_unique<detail::PreemptionSignals>();
 
   DataLoaders dl = m.dataloaders();
   if (!dl.train) throw ConfigError("dataloaders(): no training dataset");
@@ -123,73 +194,77 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
   if (!optim.optimizer) throw ConfigError("configure_optimizers(): no optimizer");
 
   Engine engine(ctx.comm());
-  const std::string ckpt_dir = o.checkpoint.dirpath.empty() ? o.default_root_dir + "/checkpoints" : o.checkpoint.dirpath;
+  const std::string ckpt_dir = o.checkpoint_dir();
   ModelCheckpoint checkpointer(o.checkpoint, ckpt_dir);
 
   // ---- resume: every rank reads the same file (its own RNG state); all agree it worked.
   TrainerState state;
   at::Tensor resume_rng;
   std::string resumed_from;
+  CallbackState cb;
+  cb.es_best = o.early_stopping.mode == "min" ? INFINITY : -INFINITY;
   {
     std::exception_ptr err;
     try {
       resumed_from = resolve_checkpoint_path(info.ckpt_path, ckpt_dir);
       if (!resumed_from.empty()) {
         LoadedCheckpoint c = load_checkpoint(resumed_from, m, &optim, rank);
-        if (c.meta.world_size != n && rank == 0)
-          ctx.log("resuming a checkpoint of " + std::to_string(c.meta.world_size) + " ranks on " + std::to_string(n) +
-                  ": generator states start afresh");
         state = c.state;
-        if (c.meta.world_size == n) resume_rng = c.rng_state;
+        cb.parse(state.extra, checkpointer, sink, rank == 0);
+        if (c.meta.world_size == n) {
+          resume_rng = c.rng_state;
+          if (resume_rng.defined()) {  // a state this generator refuses must fail here, on every rank
+            at::Tensor current = rng_state();
+            set_rng_state(resume_rng);
+            set_rng_state(current);
+          }
+        } else if (state.batch_in_epoch > 0) {
+          // Batches are per rank: after b batches on N ranks the first b*B*N shuffled examples are
+          // done, which is b*N/M batches on M ranks when that divides (and the split is global).
+          const int64_t done = state.batch_in_epoch * c.meta.world_size;
+          const bool exact = done % n == 0 && !dl.train->rank_local();
+          if (rank == 0)
+            ctx.log("resuming a checkpoint of " + std::to_string(c.meta.world_size) + " ranks on " + std::to_string(n) +
+                    (exact ? ": continuing the epoch at batch " + std::to_string(done / n)
+                           : ": cannot split the rest of the epoch exactly, so epoch " + std::to_string(state.epoch + 1) +
+                                 " restarts (its first examples are seen twice)") +
+                    "; generator states start afresh");
+          state.batch_in_epoch = exact ? done / n : 0;
+        }
       }
+    } catch (const nlohmann::json::exception& e) {
+      err = std::make_exception_ptr(CheckpointError("checkpoint " + resumed_from + ": bad trainer state (" + e.what() + ")"));
     } catch (...) {
       err = std::current_exception();
     }
-    agree_or_throw(engine, err, "loading checkpoint " + info.ckpt_path);
+    agree_or_throw(engine, err, rank, n);
   }
-  const nlohmann::json& extra = state.extra;
-  if (extra.contains("model_checkpoint")) checkpointer.load_state(extra["model_checkpoint"]);
-  if (extra.contains("epoch_sums")) sink.load_state(extra["epoch_sums"], rank == 0);  // all ranks' sums so far
-  if (rank == 0) {
-    if (!resumed_from.empty())
-      ctx.log("resuming from " + resumed_from + " at epoch " + std::to_string(state.epoch + 1) + ", batch " +
-              std::to_string(state.batch_in_epoch) + ", step " + std::to_string(state.global_step));
-  }
+  if (rank == 0 && resumed_from.empty() && checkpointer.enabled() && !hdf5_io::read_latest(ckpt_dir).empty())
+    ctx.log("note: " + ckpt_dir + " already holds checkpoints of another run (latest: " + hdf5_io::read_latest(ckpt_dir) +
+            "); this fresh run replaces `latest` and same-named files (--resume auto / ckpt_path \"auto\" continues instead)");
+  if (rank == 0 && !resumed_from.empty())
+    ctx.log("resuming from " + resumed_from + " at epoch " + std::to_string(state.epoch + 1) + ", batch " +
+            std::to_string(state.batch_in_epoch) + ", step " + std::to_string(state.global_step));
 
   DDP strategy(o.ddp);
   strategy.setup(m, engine);
   std::vector<std::unique_ptr<Logger>> loggers;  // rank 0 writes
   if (rank == 0)
     for (const auto& name : o.loggers) {
-      if (name == "csv") loggers.push_back(std::make_unique<CsvLogger>(o.default_root_dir));
+      if (name == "csv") loggers.push_back(std::make_unique<CsvLogger>(o.default_root_dir, !resumed_from.empty()));
       if (name == "tensorboard") loggers.push_back(std::make_unique<TensorBoardLogger>(o.default_root_dir + "/tensorboard"));
     }
-  std::unique_ptr<detail::PreemptionSignals> signals;
-  if (ctx.env().role == Role::Spmd) signals = std::make_unique<detail::PreemptionSignals>();
-
   const bool bf16 = o.precision == "bf16-mixed";
-  auto evaluate = [&](DataLoader& loader, bool is_test, int64_t limit) {
-    torch::NoGradGuard no_grad;
-    m.eval();
-    auto epoch = loader.epoch();
-    const int64_t nb = limit < 0 ? loader.batches_per_epoch() : std::min(limit, loader.batches_per_epoch());
-    for (int64_t b = 0; b < nb; ++b) {
-      Batch batch = *epoch->next();
-      if (is_test) m.test_step(batch, b);
-      else m.validation_step(batch, b);
-    }
-    m.train();
-  };
 
-  // Early stopping, best values and the stop flag travel in the checkpoint (TrainerState::extra).
-  double es_best = extra.value("early_stopping_best", o.early_stopping.mode == "min" ? INFINITY : -INFINITY);
-  int64_t bad_epochs = extra.value("early_stopping_bad_epochs", int64_t(0));
-  std::map<std::string, double> best = extra.value("best_metrics", std::map<std::string, double>{});
-  std::map<std::string, double> last = extra.value("last_metrics", std::map<std::string, double>{});
-  bool stop = extra.value("stopped", false);
+  double& es_best = cb.es_best;
+  int64_t& bad_epochs = cb.bad_epochs;
+  std::map<std::string, double>& best = cb.best;
+  std::map<std::string, double>& last = cb.last;
+  bool& stop = cb.early_stopped;  // max_steps is not recorded: a resumed run may be given more
   int64_t steps = state.global_step, samples = 0, epochs_run = state.epoch;  // epochs_run: completed, in all attempts
   std::string newest_checkpoint = resumed_from;
   int64_t last_saved_step = resumed_from.empty() ? -1 : steps;
+  auto max_steps_reached = [&] { return o.max_steps > 0 && steps >= o.max_steps; };
 
   // Collective: every rank contributes its generator state and metric sums; rank 0 writes.
   auto save = [&](int64_t epoch, int64_t batch_in_epoch, std::optional<double> score) {
@@ -203,20 +278,17 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
         std::filesystem::create_directories(ckpt_dir);
         hdf5_io::remove_stale_temporaries(ckpt_dir);
         auto dropped = checkpointer.record(name, score);
-        st.extra = {{"model_checkpoint", checkpointer.state()}, {"epoch_sums", sums},
-                    {"early_stopping_bad_epochs", bad_epochs},  {"best_metrics", best},
-                    {"last_metrics", last},                     {"stopped", stop}};
-        if (std::isfinite(es_best)) st.extra["early_stopping_best"] = es_best;  // JSON has no infinity
+        st.extra = cb.to_json(checkpointer, sums);
         CheckpointMeta meta{info.module_name, info.config, o.to_json(), n, o.strategy};
         save_checkpoint(ckpt_dir + "/" + name, m, optim, st, rngs, meta);
         checkpointer.publish(name, dropped);
-      } catch (const std::filesystem::filesystem_error& e) {
-        err = std::make_exception_ptr(CheckpointError(std::string("cannot write checkpoint: ") + e.what()));
-      } catch (...) {
-        err = std::current_exception();
+      } catch (const std::exception& e) {
+        // Not bad input (disk full, I/O error): a plain Error, so the CLI exits 1 and FailureConfig
+        // may retry. The previous checkpoint and `latest` are untouched.
+        err = std::make_exception_ptr(Error("cannot write checkpoint " + ckpt_dir + "/" + name + ": " + e.what()));
       }
     }
-    agree_or_throw(engine, err, "writing checkpoint " + name);
+    agree_or_throw(engine, err, rank, n);
     newest_checkpoint = ckpt_dir + "/" + name;
     last_saved_step = steps;
   };
@@ -225,7 +297,8 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   int preempted_by = 0;
-  for (int64_t epoch = state.epoch; epoch < o.max_epochs && !stop; ++epoch) {
+  int64_t stopped_at_batch = -1;  // max_steps stopped the last epoch before its end (next batch)
+  for (int64_t epoch = state.epoch; epoch < o.max_epochs && !stop && !max_steps_reached(); ++epoch) {
     torch::manual_seed(detail::mix_seed(o.seed, rank, epoch));
     const int64_t start = epoch == state.epoch ? state.batch_in_epoch : 0;
     if (start > 0 && resume_rng.defined()) set_rng_state(resume_rng);  // mid-epoch: where the generator was
@@ -239,6 +312,10 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
     auto window_start = std::chrono::steady_clock::now();
     int64_t window_steps = 0;
     for (int64_t b = start; b < nb; ++b) {
+      if (max_steps_reached()) {
+        stopped_at_batch = b;
+        break;
+      }
       Batch batch = *it->next();
       const bool sync = (b + 1) % o.accumulate_grad_batches == 0 || b == nb - 1;
       strategy.before_backward(sync);
@@ -292,15 +369,15 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
           break;
         }
       }
-      if (o.max_steps > 0 && steps >= o.max_steps) {
-        stop = true;
+      if (max_steps_reached() && b + 1 < nb) {
+        stopped_at_batch = b + 1;
         break;
       }
     }
     if (preempted_by) break;
     m.on_train_epoch_end(epoch);
     if (val && (epoch + 1) % o.check_val_every_n_epoch == 0) {
-      evaluate(*val, false, o.limit_val_batches);
+      run_evaluation(m, *val, false, o.limit_val_batches);
       m.on_validation_epoch_end(epoch);
     }
     last = sink.reduce_epoch(engine);
@@ -336,8 +413,10 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
         if (rank == 0) ctx.log("early stopping: " + o.early_stopping.monitor + " did not improve for " + std::to_string(bad_epochs) + " epochs");
       }
     }
-    const bool final_epoch = stop || epoch + 1 == o.max_epochs;
-    if (checkpointer.due_after_epoch(epoch) || (final_epoch && checkpointer.enabled() && last_saved_step != steps)) {
+    const bool final_epoch = stop || max_steps_reached() || epoch + 1 == o.max_epochs;
+    if (stopped_at_batch >= 0) {  // inside the epoch: a resumed run with a larger max_steps goes on from there
+      if (checkpointer.enabled() && last_saved_step != steps) save(epoch, stopped_at_batch, std::nullopt);
+    } else if (checkpointer.due_after_epoch(epoch) || (final_epoch && checkpointer.enabled() && last_saved_step != steps)) {
       std::optional<double> score;
       if (!o.checkpoint.monitor.empty()) {
         auto f = last.find(o.checkpoint.monitor);
@@ -357,7 +436,7 @@ nlohmann::json Trainer::run(Module& m, const TrainerOptions& o, TaskContext& ctx
     return out;
   }
   if (test && o.run_test) {
-    evaluate(*test, true, -1);
+    run_evaluation(m, *test, true, -1);
     for (auto& [k, v] : sink.reduce_epoch(engine)) last[k] = v;
   }
   m.on_fit_end();
@@ -387,7 +466,7 @@ nlohmann::json Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext
   MetricSink sink;
   m.sink_ = &sink;
   Engine engine(ctx.comm());
-  const std::string ckpt_dir = o.checkpoint.dirpath.empty() ? o.default_root_dir + "/checkpoints" : o.checkpoint.dirpath;
+  const std::string ckpt_dir = o.checkpoint_dir();
   std::string path;
   {
     std::exception_ptr err;
@@ -397,24 +476,13 @@ nlohmann::json Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext
     } catch (...) {
       err = std::current_exception();
     }
-    agree_or_throw(engine, err, "loading checkpoint " + ckpt_path);
+    agree_or_throw(engine, err, rank, n);
   }
   DataLoaders dl = m.dataloaders();
   if (dl.batch_size < 1) throw ConfigError("batch size must be at least 1 (got " + std::to_string(dl.batch_size) + ")");
   auto loader = loader_for(stage == "test" ? dl.test : dl.val, n, rank, dl.batch_size);
   if (!loader) throw ConfigError("dataloaders(): no " + std::string(stage == "test" ? "test" : "validation") + " dataset");
-  {
-    torch::NoGradGuard no_grad;
-    m.eval();
-    auto epoch = loader->epoch();
-    const int64_t limit = stage == "test" ? -1 : o.limit_val_batches;
-    const int64_t nb = limit < 0 ? loader->batches_per_epoch() : std::min(limit, loader->batches_per_epoch());
-    for (int64_t b = 0; b < nb; ++b) {
-      Batch batch = *epoch->next();
-      if (stage == "test") m.test_step(batch, b);
-      else m.validation_step(batch, b);
-    }
-  }
+  run_evaluation(m, *loader, stage == "test", stage == "test" ? -1 : o.limit_val_batches);
   auto metrics = sink.reduce_epoch(engine);
   for (auto& [k, v] : metrics) ctx.report_metric(k, v);
   nlohmann::json out(metrics);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "json_number.hpp"
+
 namespace mpitrain {
 
 void MetricSink::add(const std::string& name, double value, double weight, bool on_step, bool on_epoch, bool sync_dist,
@@ -38,14 +40,15 @@ nlohmann::json MetricSink::state(Engine& engine) const {
       sum = packed[k++];
       count = packed[k++];
     }
-    out[name] = {{"sum", sum}, {"count", count}, {"sync", a.sync}};
+    out[name] = {{"sum", detail::json_number(sum)}, {"count", count}, {"sync", a.sync}};
   }
   return out;
 }
 
 void MetricSink::load_state(const nlohmann::json& j, bool with_values) {
   for (auto& [name, v] : j.items())
-    epoch_[name] = with_values ? Acc{v.at("sum"), v.at("count"), v.at("sync")} : Acc{0, 0, v.at("sync").get<bool>()};
+    epoch_[name] = with_values ? Acc{detail::number_from_json(v.at("sum")), v.at("count"), v.at("sync")}
+                               : Acc{0, 0, v.at("sync").get<bool>()};
 }
 
 std::map<std::string, double> MetricSink::reduce_epoch(Engine& engine) {

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <set>
 
 #include "hdf5_io/checkpoint_file.hpp"
+#include "json_number.hpp"
 #include "mpitrain/errors.hpp"
 
 namespace mpitrain {
@@ -63,7 +65,7 @@ std::vector<std::string> ModelCheckpoint::record(const std::string& file, std::o
   recent_.erase(std::remove(recent_.begin(), recent_.end(), file), recent_.end());
   scored_.erase(std::remove_if(scored_.begin(), scored_.end(), [&](auto& p) { return p.second == file; }), scored_.end());
   recent_.push_back(file);
-  if (score && !o_.monitor.empty()) {
+  if (score && !std::isnan(*score) && !o_.monitor.empty()) {  // a NaN score ranks nowhere
     scored_.emplace_back(*score, file);
     std::stable_sort(scored_.begin(), scored_.end(), [this](auto& a, auto& b) { return better(a.first, b.first); });
   }
@@ -113,14 +115,15 @@ std::optional<double> ModelCheckpoint::best_score() const {
 
 nlohmann::json ModelCheckpoint::state() const {
   nlohmann::json scored = nlohmann::json::array();
-  for (auto& [s, f] : scored_) scored.push_back({{"score", s}, {"file", f}});
+  for (auto& [s, f] : scored_) scored.push_back({{"score", detail::json_number(s)}, {"file", f}});
   return {{"recent", recent_}, {"scored", scored}};
 }
 
 void ModelCheckpoint::load_state(const nlohmann::json& j) {
   recent_ = j.value("recent", std::vector<std::string>{});
   scored_.clear();
-  for (const auto& e : j.value("scored", nlohmann::json::array())) scored_.emplace_back(e.at("score"), e.at("file"));
+  for (const auto& e : j.value("scored", nlohmann::json::array()))
+    scored_.emplace_back(detail::number_from_json(e.at("score")), e.at("file"));
 }
 
 }  // namespace mpitrain

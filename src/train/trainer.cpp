@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "hdf5_io/checkpoint_file.hpp"
 #include "mpitrain/launch/registry.hpp"
 #include "mpitrain/launch/runtime.hpp"
 #include "seeds.hpp"
@@ -86,6 +87,10 @@ TrainerOptions TrainerOptions::from_json(const nlohmann::json& j) {
   return o;
 }
 
+std::string TrainerOptions::checkpoint_dir() const {
+  return checkpoint.dirpath.empty() ? default_root_dir + "/checkpoints" : checkpoint.dirpath;
+}
+
 void TrainerOptions::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw ConfigError(msg);
@@ -135,9 +140,6 @@ MPITRAIN_REGISTER_ENTRY_POINT("mpitrain.evaluate", evaluate_entry);
 
 Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) { opts_.validate(); }
 
-std::string Trainer::checkpoint_dir() const {
-  return opts_.checkpoint.dirpath.empty() ? opts_.default_root_dir + "/checkpoints" : opts_.checkpoint.dirpath;
-}
 
 Result Trainer::fit(const std::string& module_name, const Config& given, const std::string& ckpt_path) const {
   const Config config = given.is_null() ? Config::object() : given;  // fit<M>({}) passes null
@@ -148,6 +150,7 @@ Result Trainer::fit(const std::string& module_name, const Config& given, const s
   std::vector<std::string> failures;
   Result r;
   for (;;) {
+    const std::string latest_before = hdf5_io::read_latest(checkpoint_dir());
     r = launch("mpitrain.fit", payload, opts_.scaling, lo);
     // Bad input fails the same way every time: only a crash or a dead worker is worth a relaunch.
     const bool retryable = !r.ok() && r.error_kind != "config" && r.error_kind != "checkpoint";
@@ -157,7 +160,10 @@ Result Trainer::fit(const std::string& module_name, const Config& given, const s
     failures.push_back(r.error);
     std::cerr << "mpitrain: job failed (" << r.error << "); relaunching from the latest checkpoint (failure "
               << failures.size() << " of at most " << opts_.failure.max_failures << ")\n";
-    payload["ckpt_path"] = "auto";  // the latest checkpoint of this run, or a fresh start if none was written
+    // Resume from what this attempt wrote; if it wrote nothing, start again as it started (never
+    // from an older run's checkpoint that happens to be in the same directory).
+    const std::string latest_now = hdf5_io::read_latest(checkpoint_dir());
+    if (!latest_now.empty() && latest_now != latest_before) payload["ckpt_path"] = latest_now;
   }
   r.failures = std::move(failures);
   if (opts_.throw_on_error && !r.ok()) throw WorkerFailure(r.error, r.failed_rank);

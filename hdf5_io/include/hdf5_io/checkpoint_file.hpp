@@ -34,7 +34,8 @@ class CheckpointWriter {
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   H5::H5File& file() { return file_; }
-  /// Closes, fsyncs and renames the file into place, then fsyncs the directory.
+  /// Closes, fsyncs and renames the file into place, then fsyncs the directory. Every group or
+  /// dataset handle into the file must be closed first (CheckpointError otherwise).
   void commit();
   const std::string& path() const { return path_; }
 
@@ -48,8 +49,8 @@ class CheckpointWriter {
 /// a file that is not HDF5, a different format, or a version newer than kFormatVersion.
 H5::H5File open_checkpoint(const std::string& path);
 
-/// Reads every dataset of the file through its checksum. Returns the number of datasets;
-/// CheckpointError naming the first dataset that fails.
+/// Reads every dataset of the file, every chunked one (all but 0-d scalars) through its
+/// Fletcher-32 checksum. Returns the number of datasets; CheckpointError naming the first that fails.
 int64_t verify_checkpoint(const std::string& path);
 
 /// Writes only /model and /buffers of the checkpoint at `src` to `dst` (root attribute kind =
@@ -64,7 +65,8 @@ void fsync_path(const std::string& path, bool directory = false);
 std::string read_latest(const std::string& dir);
 /// Atomically points `latest` at `file_name` (a file inside `dir`).
 void write_latest(const std::string& dir, const std::string& file_name);
-/// Removes "*.tmp" files left in `dir` by a crashed save. Returns how many it removed.
+/// Removes the temporaries a crashed save left in `dir` ("*.h5.tmp", "latest.tmp"; nothing else).
+/// Returns how many it removed.
 int remove_stale_temporaries(const std::string& dir);
 
 }  // namespace hdf5_io

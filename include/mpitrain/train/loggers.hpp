@@ -17,7 +17,8 @@ class Logger {
 /// <dir>/metrics.csv: step,name,value
 class CsvLogger : public Logger {
  public:
-  explicit CsvLogger(const std::string& dir);
+  /// append: keep an existing metrics.csv (a resumed run) instead of starting it afresh.
+  explicit CsvLogger(const std::string& dir, bool append = false);
   void log_metrics(const std::map<std::string, double>& metrics, int64_t step) override;
 
  private:

@@ -56,6 +56,9 @@ struct TrainerOptions {
   LaunchMode mode = LaunchMode::Auto;
   bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning Result::error
 
+  /// Where ModelCheckpoint writes: checkpoint.dirpath, or <default_root_dir>/checkpoints.
+  std::string checkpoint_dir() const;
+
   nlohmann::json to_json() const;
   static TrainerOptions from_json(const nlohmann::json& j);  ///< ConfigError on a bad value
   void validate() const;                                    ///< ConfigError naming the option
@@ -86,8 +89,7 @@ class Trainer {
   Result validate(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
   Result test(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
   const TrainerOptions& options() const { return opts_; }
-  /// Where ModelCheckpoint writes: checkpoint.dirpath, or <default_root_dir>/checkpoints.
-  std::string checkpoint_dir() const;
+  std::string checkpoint_dir() const { return opts_.checkpoint_dir(); }
 
   /// Worker side: trains `module` in this process (one rank of the job). Public for tests.
   static nlohmann::json run(Module& module, const TrainerOptions& options, TaskContext& ctx, const FitInfo& info = {});

@@ -24,7 +24,8 @@ print(f"{len(names)} datasets compared, {len(diff)} differ {diff[:3]}")
 sys.exit(1 if diff or not names else 0)
 PY
 }
-common=(--dataset synthetic --workers 2 --deterministic --no-progress --checkpoint-every-n-steps 10)
+base=(--dataset synthetic --deterministic --no-progress)
+common=("${base[@]}" --workers 2 --checkpoint-every-n-steps 10)
 
 # 1. Exact resume: B's rank 1 is SIGKILLed after step 65 (mid epoch 2; 47 steps per epoch); with
 #    --max-failures 1 the job relaunches from the step-60 checkpoint and ends where A ends.
@@ -38,6 +39,31 @@ else
 fi
 $PY -c "import json; r=json.load(open('B.json')); assert len(r['failures']) == 1 and r['steps'] == 94, r" || bad "B.json lacks the failure record"
 if same_state A/checkpoints/last.h5 B/checkpoints/last.h5; then ok "final weights and optimizer state of A and B are bit-identical"; else bad "A and B differ"; fi
+
+# 1b. The same with Adam, a cosine schedule and accumulate_grad_batches=2 (24 steps per epoch, the
+#     last one at the epoch's final batch): killed after step 30, resumed from the step-24 checkpoint.
+adam=(--optimizer adam --lr 1e-3 --scheduler cosine --accumulate-grad-batches 2 --checkpoint-every-n-steps 8 --epochs 2)
+timeout -k 5 300 "$TRAIN" "${base[@]}" --workers 2 "${adam[@]}" --output-dir E > E.log 2>&1 || { cat E.log; bad "run E"; }
+MPITRAIN_TEST_KILL_AT_STEP=0:30:$work/killed2 timeout -k 5 300 "$TRAIN" "${base[@]}" --workers 2 "${adam[@]}" --output-dir F \
+  --max-failures 1 > F.log 2>&1 || { cat F.log; bad "run F did not recover"; }
+if grep -q "resuming from F/checkpoints/epoch=0-step=24.h5" F.log && same_state E/checkpoints/last.h5 F/checkpoints/last.h5; then
+  ok "Adam + cosine + accumulate 2: killed after step 30, resumed from step 24, bit-identical"
+else
+  bad "Adam resume"; tail -5 F.log
+fi
+
+# 1c. max_steps stops inside an epoch; a resumed run with a larger max_steps continues from there
+#     and ends where one run to that many steps ends. Resuming on 1 worker converts the position.
+timeout -k 5 300 "$TRAIN" "${common[@]}" --max-steps 60 --epochs 5 --output-dir G > G.log 2>&1 || bad "run G"
+timeout -k 5 300 "$TRAIN" "${common[@]}" --max-steps 30 --epochs 5 --output-dir H > H.log 2>&1 || bad "run H (30 steps)"
+timeout -k 5 300 "$TRAIN" "${common[@]}" --max-steps 60 --epochs 5 --output-dir H --resume auto > H2.log 2>&1 || bad "run H (60 steps)"
+if grep -q "resuming from H/checkpoints/epoch=0-step=30.h5 at epoch 1, batch 30" H2.log && same_state G/checkpoints/last.h5 H/checkpoints/last.h5; then
+  ok "max_steps 30 then 60 == max_steps 60, bit-identical"
+else
+  bad "max_steps resume"; grep resuming H2.log
+fi
+timeout -k 5 300 "$TRAIN" "${base[@]}" --workers 1 --checkpoint-every-n-steps 10 --max-steps 100 --epochs 5 --output-dir H --resume auto > H3.log 2>&1 || bad "resume on 1 worker"
+grep -q "checkpoint of 2 ranks on 1: continuing the epoch at batch 26" H3.log && ok "2-rank checkpoint at batch 13 of epoch 2 resumes on 1 rank at batch 26" || { bad "world-size change"; cat H3.log; }
 
 # 2. A crash between writing and renaming leaves the previous checkpoint and `latest` as they were.
 before=$(cat A/checkpoints/latest)

@@ -64,6 +64,7 @@ void write_checkpoint(const std::string& path, const at::Tensor& w) {
   CheckpointWriter writer(path);
   H5::Group g = require_group(writer.file(), "/model");
   write_tensor(g, "w", w);
+  g.close();  // commit() needs every handle closed
   writer.commit();
 }
 
@@ -83,6 +84,7 @@ TEST(CheckpointFile, CommitMovesTheFileIntoPlaceAndLeavesNoTemporary) {
     write_tensor(g, "w", w);
     EXPECT_TRUE(fs::exists(path + ".tmp")) << "the writer writes <path>.tmp";
     EXPECT_FALSE(fs::exists(path)) << "nothing at the final path before commit()";
+    g.close();  // commit() needs every handle closed
     writer.commit();
     EXPECT_TRUE(fs::exists(path));
     EXPECT_FALSE(fs::exists(path + ".tmp"));
@@ -231,6 +233,7 @@ TEST(CheckpointFile, OpenCheckpointRejectsANewerFormatVersion) {
     CheckpointWriter w(path);
     H5::Group root = w.file().openGroup("/");
     set_int_attribute(root, "format_version", kFormatVersion + 1);
+    root.close();  // commit() needs every handle closed
     w.commit();
   }
   const std::string newer = std::to_string(kFormatVersion + 1);
@@ -268,6 +271,7 @@ int64_t write_sample_checkpoint(const std::string& path, at::Tensor& distinctive
   write_tensor(opt, "exp_avg", at::full({200, 100}, 0.25f));
   H5::Group trainer = require_group(w.file(), "/trainer");
   write_tensor(trainer, "global_step", at::scalar_tensor(9, at::kLong));
+  root.close(); model.close(); buffers.close(); opt.close(); trainer.close();  // commit() needs every handle closed
   w.commit();
   return 6;
 }
@@ -309,6 +313,7 @@ TEST(CheckpointFile, VerifyNamesACorruptDatasetInANestedGroup) {
     write_tensor(model, "w", at::ones({10}));
     H5::Group opt = require_group(w.file(), "/optimizer/state/3");
     write_tensor(opt, "exp_avg_sq", moment);
+    model.close(); opt.close();  // commit() needs every handle closed
     w.commit();
   }
   EXPECT_EQ(verify_checkpoint(path), 2);
@@ -324,6 +329,7 @@ TEST(CheckpointFile, TruncatedFileFailsVerify) {
     CheckpointWriter w(path);
     H5::Group model = require_group(w.file(), "/model");
     write_tensor(model, "big", at::arange(200000, at::kFloat));
+    model.close();  // commit() needs every handle closed
     w.commit();
   }
   ASSERT_EQ(verify_checkpoint(path), 1);
