@@ -24,7 +24,8 @@ std::map<std::string, double> MetricSink::take_step_values() {
   return out;
 }
 
-nlohmann::json MetricSink::state(Engine& engine) const {
+std::map<std::string, MetricSink::Acc> MetricSink::totals(Engine& engine) const {
+  // Names in map order (sorted): the same layout on every rank, or the allreduce reports a mismatch.
   std::vector<double> packed;
   for (auto& [name, a] : epoch_)
     if (a.sync) {
@@ -32,16 +33,20 @@ nlohmann::json MetricSink::state(Engine& engine) const {
       packed.push_back(a.count);
     }
   if (!packed.empty()) engine.allreduce(packed.data(), int64_t(packed.size()), DType::Float64, ReduceOp::Sum).wait();
-  nlohmann::json out = nlohmann::json::object();
+  std::map<std::string, Acc> out = epoch_;
   size_t k = 0;
-  for (auto& [name, a] : epoch_) {
-    double sum = a.sum, count = a.count;
+  for (auto& [name, a] : out)
     if (a.sync) {
-      sum = packed[k++];
-      count = packed[k++];
+      a.sum = packed[k++];
+      a.count = packed[k++];
     }
-    out[name] = {{"sum", detail::json_number(sum)}, {"count", count}, {"sync", a.sync}};
-  }
+  return out;
+}
+
+nlohmann::json MetricSink::state(Engine& engine) const {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [name, a] : totals(engine))
+    out[name] = {{"sum", detail::json_number(a.sum)}, {"count", a.count}, {"sync", a.sync}};
   return out;
 }
 
@@ -52,24 +57,8 @@ void MetricSink::load_state(const nlohmann::json& j, bool with_values) {
 }
 
 std::map<std::string, double> MetricSink::reduce_epoch(Engine& engine) {
-  // Names in map order (sorted): the same layout on every rank, or the allreduce reports a mismatch.
-  std::vector<double> packed;
-  for (auto& [name, a] : epoch_)
-    if (a.sync) {
-      packed.push_back(a.sum);
-      packed.push_back(a.count);
-    }
-  if (!packed.empty()) engine.allreduce(packed.data(), int64_t(packed.size()), DType::Float64, ReduceOp::Sum).wait();
   std::map<std::string, double> out;
-  size_t k = 0;
-  for (auto& [name, a] : epoch_) {
-    double sum = a.sum, count = a.count;
-    if (a.sync) {
-      sum = packed[k++];
-      count = packed[k++];
-    }
-    out[name] = count > 0 ? sum / count : 0.0;
-  }
+  for (auto& [name, a] : totals(engine)) out[name] = a.count > 0 ? a.sum / a.count : 0.0;
   epoch_.clear();
   return out;
 }

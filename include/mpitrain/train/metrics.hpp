@@ -31,6 +31,8 @@ class MetricSink {
     double sum = 0, count = 0;
     bool sync = true;
   };
+  /// Collective: the accumulators with synced ones summed over ranks.
+  std::map<std::string, Acc> totals(Engine& engine) const;
   std::map<std::string, Acc> epoch_;
   std::map<std::string, double> step_;
   std::vector<std::string> prog_bar_;
