@@ -14,13 +14,15 @@
 
 namespace hdf5_io::detail {
 
-uint32_t fletcher32(const uint8_t* p, size_t len) {
-  // Within a block of n words, sum2 gains n * sum1 + sum((n - i) * w_i): no serial dependency, so
-  // the compiler vectorises it. All arithmetic is modulo 2^32, as HDF5's own loop.
+namespace {
+
+constexpr size_t kBlockWords = 360, kBlockBytes = 2 * kBlockWords;  // HDF5's block: sums stay in 32 bits
+
+struct Fletcher {
   uint32_t s1 = 0, s2 = 0;
-  size_t words = len / 2;
-  while (words) {
-    const uint32_t n = uint32_t(words > 360 ? 360 : words);
+  // One block of n <= 360 big-endian words. Within it, sum2 gains n * sum1 + sum((n - i) * w_i):
+  // no serial dependency, so the compiler vectorises it. Arithmetic modulo 2^32, as HDF5's loop.
+  void block(const uint8_t* p, uint32_t n) {
     uint32_t a = 0, b = 0;
     for (uint32_t i = 0; i < n; ++i) {
       const uint32_t w = (uint32_t(p[2 * i]) << 8) | p[2 * i + 1];
@@ -29,20 +31,30 @@ uint32_t fletcher32(const uint8_t* p, size_t len) {
     }
     s2 += n * s1 + b;
     s1 += a;
-    p += 2 * size_t(n);
-    words -= n;
     s1 = (s1 & 0xffff) + (s1 >> 16);
     s2 = (s2 & 0xffff) + (s2 >> 16);
   }
-  if (len % 2) {
-    s1 += uint32_t(*p) << 8;
-    s2 += s1;
+  // The bytes after the last whole block (fewer than 720): remaining words, then an odd byte.
+  uint32_t finish(const uint8_t* p, size_t len) {
+    if (len / 2) block(p, uint32_t(len / 2));
+    if (len % 2) {
+      s1 += uint32_t(p[len - 1]) << 8;
+      s2 += s1;
+      s1 = (s1 & 0xffff) + (s1 >> 16);
+      s2 = (s2 & 0xffff) + (s2 >> 16);
+    }
     s1 = (s1 & 0xffff) + (s1 >> 16);
     s2 = (s2 & 0xffff) + (s2 >> 16);
+    return (s2 << 16) | s1;
   }
-  s1 = (s1 & 0xffff) + (s1 >> 16);
-  s2 = (s2 & 0xffff) + (s2 >> 16);
-  return (s2 << 16) | s1;
+};
+
+}  // namespace
+
+uint32_t fletcher32(const uint8_t* p, size_t len) {
+  Fletcher f;
+  for (; len >= kBlockBytes; p += kBlockBytes, len -= kBlockBytes) f.block(p, kBlockWords);
+  return f.finish(p, len);
 }
 
 namespace {
@@ -57,11 +69,26 @@ void stage(Staged& s, size_t index, const uint8_t* data, size_t rows, size_t row
   const size_t first = index * rows_per_chunk, n = std::min(rows_per_chunk, rows - first);
   s.index = index;
   s.bytes.resize(chunk_bytes + 4);
-  std::memcpy(s.bytes.data(), data + first * row_bytes, n * row_bytes);
-  if (n < rows_per_chunk) std::memset(s.bytes.data() + n * row_bytes, 0, chunk_bytes - n * row_bytes);
-  const uint32_t sum = fletcher32(s.bytes.data(), chunk_bytes);
+  uint8_t* dst = s.bytes.data();
+  const uint8_t* src = data + first * row_bytes;
+  uint32_t sum;
+  if (n == rows_per_chunk) {
+    // Copy and checksum in one pass: each block is summed while it is still in L1.
+    Fletcher f;
+    size_t done = 0;
+    for (; chunk_bytes - done >= kBlockBytes; done += kBlockBytes) {
+      std::memcpy(dst + done, src + done, kBlockBytes);
+      f.block(dst + done, kBlockWords);
+    }
+    std::memcpy(dst + done, src + done, chunk_bytes - done);
+    sum = f.finish(dst + done, chunk_bytes - done);
+  } else {  // the edge chunk: padded with zeros, which the checksum covers too
+    std::memcpy(dst, src, n * row_bytes);
+    std::memset(dst + n * row_bytes, 0, chunk_bytes - n * row_bytes);
+    sum = fletcher32(dst, chunk_bytes);
+  }
   const uint8_t le[4] = {uint8_t(sum), uint8_t(sum >> 8), uint8_t(sum >> 16), uint8_t(sum >> 24)};  // stored LE
-  std::memcpy(s.bytes.data() + chunk_bytes, le, 4);
+  std::memcpy(dst + chunk_bytes, le, 4);
 }
 
 }  // namespace
