@@ -65,6 +65,22 @@ fi
 timeout -k 5 300 "$TRAIN" "${base[@]}" --workers 1 --checkpoint-every-n-steps 10 --max-steps 100 --epochs 5 --output-dir H --resume auto > H3.log 2>&1 || bad "resume on 1 worker"
 grep -q "checkpoint of 2 ranks on 1: continuing the epoch at batch 26" H3.log && ok "2-rank checkpoint at batch 13 of epoch 2 resumes on 1 rank at batch 26" || { bad "world-size change"; cat H3.log; }
 
+# 1d. ModelCheckpoint with a monitor: of 4 epoch-end checkpoints, the best by val_loss and the
+#     newest are kept, the others deleted; latest and last.h5 name the newest.
+timeout -k 5 300 "$TRAIN" "${base[@]}" --workers 2 --epochs 4 --lr 0.5 --monitor val_loss --save-top-k 1 --keep-last-k 1 \
+  --output-dir M > M.log 2>&1 || { cat M.log; bad "run M"; }
+$PY - <<'PY' && ok "monitor val_loss: kept exactly the best and the newest checkpoint" || bad "ModelCheckpoint top-k"
+import csv, glob, os
+rows = [r for r in csv.DictReader(open("M/metrics.csv")) if r["name"] == "val_loss"]
+best = min(range(len(rows)), key=lambda e: float(rows[e]["value"]))  # epoch index of the lowest val_loss
+files = sorted(os.path.basename(f) for f in glob.glob("M/checkpoints/epoch=*.h5"))
+newest = open("M/checkpoints/latest").read().strip()
+want = sorted({newest, f"epoch={best}-step={rows[best]['step']}.h5"})
+print("val_loss by step:", [(r["step"], round(float(r["value"]), 4)) for r in rows], "kept:", files)
+assert len(rows) == 4 and files == want, (files, want)
+assert os.path.samefile("M/checkpoints/last.h5", "M/checkpoints/" + newest)
+PY
+
 # 2. A crash between writing and renaming leaves the previous checkpoint and `latest` as they were.
 before=$(cat A/checkpoints/latest)
 MPITRAIN_TEST_CRASH_BEFORE_RENAME=1 timeout -k 5 300 "$TRAIN" "${common[@]}" --epochs 3 --output-dir A --resume auto > crash.log 2>&1
