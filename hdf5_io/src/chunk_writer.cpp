@@ -1,5 +1,9 @@
 #include "chunk_writer.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -59,21 +63,27 @@ uint32_t fletcher32(const uint8_t* p, size_t len) {
 
 namespace {
 
-struct Staged {
+/// One chunk ready for the writing thread: its checksum and, unless it is written straight from
+/// the caller's memory, the staged bytes (the chunk, zero padding, then the checksum).
+struct Job {
   size_t index = 0;
-  std::vector<uint8_t> bytes;  // the chunk (an edge chunk padded with zeros) + 4 checksum bytes
+  uint32_t sum = 0;
+  bool in_place = false;
+  std::vector<uint8_t> bytes;
 };
 
-void stage(Staged& s, size_t index, const uint8_t* data, size_t rows, size_t row_bytes, size_t rows_per_chunk) {
-  const size_t chunk_bytes = rows_per_chunk * row_bytes;
-  const size_t first = index * rows_per_chunk, n = std::min(rows_per_chunk, rows - first);
-  s.index = index;
-  s.bytes.resize(chunk_bytes + 4);
-  uint8_t* dst = s.bytes.data();
-  const uint8_t* src = data + first * row_bytes;
+void store_le(uint8_t* dst, uint32_t v) {  // HDF5 stores the checksum little-endian
+  const uint8_t le[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+  std::memcpy(dst, le, 4);
+}
+
+/// Copies chunk `index` into `bytes` and checksums it in one pass (each block is summed while it
+/// is still in L1); an edge chunk is padded with zeros, which the checksum covers too.
+uint32_t stage(std::vector<uint8_t>& bytes, const uint8_t* src, size_t n_bytes, size_t chunk_bytes) {
+  bytes.resize(chunk_bytes + 4);
+  uint8_t* dst = bytes.data();
   uint32_t sum;
-  if (n == rows_per_chunk) {
-    // Copy and checksum in one pass: each block is summed while it is still in L1.
+  if (n_bytes == chunk_bytes) {
     Fletcher f;
     size_t done = 0;
     for (; chunk_bytes - done >= kBlockBytes; done += kBlockBytes) {
@@ -82,89 +92,153 @@ void stage(Staged& s, size_t index, const uint8_t* data, size_t rows, size_t row
     }
     std::memcpy(dst + done, src + done, chunk_bytes - done);
     sum = f.finish(dst + done, chunk_bytes - done);
-  } else {  // the edge chunk: padded with zeros, which the checksum covers too
-    std::memcpy(dst, src, n * row_bytes);
-    std::memset(dst + n * row_bytes, 0, chunk_bytes - n * row_bytes);
+  } else {
+    std::memcpy(dst, src, n_bytes);
+    std::memset(dst + n_bytes, 0, chunk_bytes - n_bytes);
     sum = fletcher32(dst, chunk_bytes);
   }
-  const uint8_t le[4] = {uint8_t(sum), uint8_t(sum >> 8), uint8_t(sum >> 16), uint8_t(sum >> 24)};  // stored LE
-  std::memcpy(dst + chunk_bytes, le, 4);
+  store_le(dst + chunk_bytes, sum);
+  return sum;
 }
+
+/// The POSIX descriptor behind `ds` when its file uses HDF5's default (sec2) driver, else -1.
+int posix_descriptor(const H5::DataSet& ds) {
+  const hid_t file = H5Iget_file_id(ds.getId());
+  if (file < 0) return -1;
+  int fd = -1;
+  const hid_t fapl = H5Fget_access_plist(file);
+  if (fapl >= 0) {
+    void* handle = nullptr;
+    if (H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
+      fd = *static_cast<int*>(handle);
+    H5Pclose(fapl);
+  }
+  H5Fclose(file);  // only drops the reference H5Iget_file_id took
+  return fd;
+}
+
+/// Starts the disk writing what is dirty so far without waiting for it, so the final fsync finds
+/// little left to do (writeback overlaps the rest of the save instead of following it).
+void start_writeback(int fd) {
+#ifdef __linux__
+  if (fd >= 0) ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd;
+#endif
+}
+
+constexpr size_t kWritebackBytes = size_t(8) << 20;
 
 }  // namespace
 
 void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t rows, size_t row_bytes,
                   size_t rows_per_chunk) {
   const size_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
-  auto put = [&](const Staged& s) {
+  const size_t chunk_bytes = rows_per_chunk * row_bytes, total = rows * row_bytes;
+  const int fd = posix_descriptor(ds);
+
+  // A whole chunk followed by at least 4 more bytes of the tensor is written straight from the
+  // tensor's memory: H5Dwrite_chunk stores it with the next 4 bytes in the checksum's place, and
+  // those 4 bytes are then overwritten in the file with the checksum (one small pwrite), so the
+  // data is never copied in user space. Others (the last, padded or not; files not on sec2) are
+  // staged. Either way the file ends up holding exactly what HDF5's filter would have written.
+  auto make_job = [&](size_t i, Job& job) {
+    job.index = i;
+    const size_t begin = i * chunk_bytes, n_bytes = std::min(chunk_bytes, total - begin);
+    job.in_place = fd >= 0 && n_bytes == chunk_bytes && begin + chunk_bytes + 4 <= total;
+    job.sum = job.in_place ? fletcher32(data + begin, chunk_bytes) : stage(job.bytes, data + begin, n_bytes, chunk_bytes);
+  };
+  size_t since_writeback = 0;
+  auto put = [&](const Job& job) {
     std::vector<hsize_t> offset(size_t(rank), 0);
-    offset[0] = hsize_t(s.index * rows_per_chunk);
-    if (H5Dwrite_chunk(ds.getId(), H5P_DEFAULT, 0, offset.data(), s.bytes.size(), s.bytes.data()) < 0)
-      throw CheckpointError(hdf5_cause("cannot write chunk " + std::to_string(s.index) + " of " + ds.getObjName()));
+    offset[0] = hsize_t(job.index * rows_per_chunk);
+    const void* src = job.in_place ? static_cast<const void*>(data + job.index * chunk_bytes) : job.bytes.data();
+    const auto fail = [&](const std::string& what) {
+      return CheckpointError(hdf5_cause("cannot write chunk " + std::to_string(job.index) + " of " +
+                                        ds.getObjName() + what));
+    };
+    if (H5Dwrite_chunk(ds.getId(), H5P_DEFAULT, 0, offset.data(), chunk_bytes + 4, src) < 0) throw fail("");
+    if (job.in_place) {
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t stored = 0;
+      if (H5Dget_chunk_info_by_coord(ds.getId(), offset.data(), &mask, &addr, &stored) < 0 ||
+          addr == HADDR_UNDEF || stored != chunk_bytes + 4)
+        throw fail(" (cannot locate it to store its checksum)");
+      uint8_t le[4];
+      store_le(le, job.sum);
+      if (::pwrite(fd, le, 4, off_t(addr + chunk_bytes)) != 4)
+        throw fail(std::string(" (checksum: ") + std::strerror(errno) + ")");
+    }
+    if ((since_writeback += chunk_bytes) >= kWritebackBytes) {
+      start_writeback(fd);
+      since_writeback = 0;
+    }
   };
   if (chunks < 4) {  // not worth a thread
-    Staged s;
+    Job job;
     for (size_t i = 0; i < chunks; ++i) {
-      stage(s, i, data, rows, row_bytes, rows_per_chunk);
-      put(s);
+      make_job(i, job);
+      put(job);
     }
-    return;
-  }
-  // A helper thread stages chunks ahead (bounded), this thread writes them in order; HDF5 is only
-  // ever called from this thread.
-  constexpr size_t kAhead = 3;
-  std::mutex m;
-  std::condition_variable cv;
-  std::deque<Staged> ready, spare(kAhead);
-  bool stop = false;
-  std::exception_ptr error;
-  std::thread helper([&] {
+  } else {
+    // A helper thread checksums (and, where needed, stages) chunks ahead, bounded; this thread
+    // writes them in order. HDF5 is only ever called from this thread.
+    constexpr size_t kAhead = 3;
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Job> ready, spare(kAhead);
+    bool stop = false;
+    std::exception_ptr error;
+    std::thread helper([&] {
+      try {
+        for (size_t i = 0; i < chunks; ++i) {
+          Job job;
+          {
+            std::unique_lock<std::mutex> lock(m);
+            cv.wait(lock, [&] { return stop || !spare.empty(); });
+            if (stop) return;
+            job = std::move(spare.front());
+            spare.pop_front();
+          }
+          make_job(i, job);
+          std::lock_guard<std::mutex> lock(m);
+          ready.push_back(std::move(job));
+          cv.notify_all();
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        error = std::current_exception();
+        cv.notify_all();
+      }
+    });
     try {
       for (size_t i = 0; i < chunks; ++i) {
-        Staged s;
+        Job job;
         {
           std::unique_lock<std::mutex> lock(m);
-          cv.wait(lock, [&] { return stop || !spare.empty(); });
-          if (stop) return;
-          s = std::move(spare.front());
-          spare.pop_front();
+          cv.wait(lock, [&] { return error || !ready.empty(); });
+          if (error) std::rethrow_exception(error);
+          job = std::move(ready.front());
+          ready.pop_front();
         }
-        stage(s, i, data, rows, row_bytes, rows_per_chunk);
+        put(job);
         std::lock_guard<std::mutex> lock(m);
-        ready.push_back(std::move(s));
+        spare.push_back(std::move(job));
         cv.notify_all();
       }
     } catch (...) {
-      std::lock_guard<std::mutex> lock(m);
-      error = std::current_exception();
-      cv.notify_all();
-    }
-  });
-  try {
-    for (size_t i = 0; i < chunks; ++i) {
-      Staged s;
       {
-        std::unique_lock<std::mutex> lock(m);
-        cv.wait(lock, [&] { return error || !ready.empty(); });
-        if (error) std::rethrow_exception(error);
-        s = std::move(ready.front());
-        ready.pop_front();
+        std::lock_guard<std::mutex> lock(m);
+        stop = true;
+        cv.notify_all();
       }
-      put(s);
-      std::lock_guard<std::mutex> lock(m);
-      spare.push_back(std::move(s));
-      cv.notify_all();
-    }
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(m);
-      stop = true;
-      cv.notify_all();
+      helper.join();
+      throw;
     }
     helper.join();
-    throw;
   }
-  helper.join();
+  if (since_writeback > 0) start_writeback(fd);
 }
 
 }  // namespace hdf5_io::detail

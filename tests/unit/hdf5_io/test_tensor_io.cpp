@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -172,6 +175,42 @@ TEST(TensorIo, ChunksWrittenDirectlyPassHdf5sOwnChecksum) {
     EXPECT_TRUE(back.equal(t)) << name;
     EXPECT_TRUE(read_rows(g, name, 1, 2).equal(t.narrow(0, 1, 2))) << name;
   }
+}
+
+// Whole chunks are written straight from the tensor's memory with the checksum patched into the
+// file afterwards: the source must never be written to, even for a moment. A read-only mapping
+// makes any write a crash, and the checksums must still verify.
+TEST(TensorIo, ChunksWrittenInPlaceNeverTouchTheSourceMemory) {
+  TempFile f;
+  const size_t rows = 2500, cols = 500, bytes = rows * cols * sizeof(float);  // 2000-byte rows: 5 chunks
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  at::Tensor expected = at::randn({int64_t(rows), int64_t(cols)});
+  std::memcpy(mem, expected.data_ptr(), bytes);
+  ASSERT_EQ(::mprotect(mem, bytes, PROT_READ), 0);
+  at::Tensor readonly = at::from_blob(mem, {int64_t(rows), int64_t(cols)});
+  {
+    H5::H5File file = create_file(f.path);
+    H5::Group g = require_group(file, "/t");
+    write_tensor(g, "w", readonly);
+  }
+  EXPECT_TRUE(read_tensor(open_file(f.path).openGroup("/t"), "w").equal(expected));
+  ::munmap(mem, bytes);
+}
+
+// A file on another driver (here in memory, then written out) has no descriptor to patch
+// checksums through: every chunk is staged instead, and the result verifies the same.
+TEST(TensorIo, ChunksOnANonPosixDriverAreStaged) {
+  TempFile f;
+  at::Tensor t = at::randn({3000, 300});
+  {
+    H5::FileAccPropList fapl;
+    fapl.setCore(1 << 20, true);
+    H5::H5File file(f.path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl);
+    H5::Group g = require_group(file, "/t");
+    write_tensor(g, "w", t);
+  }
+  EXPECT_TRUE(read_tensor(open_file(f.path).openGroup("/t"), "w").equal(t));
 }
 
 }  // namespace
