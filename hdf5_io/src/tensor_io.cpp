@@ -114,8 +114,11 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
     std::vector<hsize_t> chunk = dims;
     const hsize_t row = chunked ? hsize_t(t.numel() / t.size(0)) * t.element_size() : 0;
     if (chunked) {
-      // Chunks of ~1 MiB along dimension 0 (the filter needs chunking; rows stay whole for hyperslabs).
-      chunk[0] = std::clamp<hsize_t>((1u << 20) / row, 1, dims[0]);
+      // Chunks of up to 1 MiB along dimension 0 (the filter needs chunking; rows stay whole for
+      // hyperslabs), as equal as possible: HDF5 stores an edge chunk at full size, padding included.
+      const hsize_t max_rows = std::clamp<hsize_t>((1u << 20) / row, 1, dims[0]);
+      const hsize_t n_chunks = (dims[0] + max_rows - 1) / max_rows;
+      chunk[0] = (dims[0] + n_chunks - 1) / n_chunks;
       props.setChunk(int(chunk.size()), chunk.data());
       props.setFletcher32();
     }
