@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "layout_map.hpp"
+
 namespace hdf5_io {
 
 namespace fs = std::filesystem;
@@ -49,7 +51,13 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
-  file_ = create_file(tmp_);
+  try {
+    H5::FileCreatPropList fcpl;
+    fcpl.setUserblock(detail::kUserblockBytes);  // for the layout map (layout_map.hpp)
+    file_ = H5::H5File(tmp_, H5F_ACC_TRUNC, fcpl);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot create " + tmp_ + ": " + e.getDetailMsg());
+  }
   H5::Group root = file_.openGroup("/");
   set_attribute(root, "format", kFormatName);
   set_int_attribute(root, "format_version", kFormatVersion);
@@ -66,8 +74,10 @@ CheckpointWriter::~CheckpointWriter() {
 }
 
 void CheckpointWriter::commit() {
+  std::string layout;
   try {
     file_.flush(H5F_SCOPE_GLOBAL);
+    layout = detail::collect_layout(file_);
     // HDF5 closes a file only when its last handle goes: one still open elsewhere would mean the
     // fsync below runs before the last writes. Callers close their group handles first.
     if (H5Fget_obj_count(file_.getId(), H5F_OBJ_ALL | H5F_OBJ_LOCAL) > 1)
@@ -76,6 +86,7 @@ void CheckpointWriter::commit() {
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot write " + tmp_ + ": " + e.getDetailMsg());
   }
+  detail::write_layout(tmp_, layout);
   fsync_path(tmp_);
   // Test hook (fault injection): die after the data is durable but before it is renamed.
   if (const char* crash = std::getenv("MPITRAIN_TEST_CRASH_BEFORE_RENAME"); crash && *crash == '1') ::_exit(86);
@@ -87,7 +98,13 @@ void CheckpointWriter::commit() {
 
 H5::H5File open_checkpoint(const std::string& path) {
   if (!fs::exists(path)) throw CheckpointError("checkpoint " + path + " does not exist");
-  H5::H5File file = open_file(path);
+  H5::H5File file;
+  try {
+    file = open_file(path);
+  } catch (const CheckpointError&) {
+    if (auto report = detail::truncation_report(path)) throw CheckpointError(*report);  // names the datasets
+    throw;
+  }
   H5::Group root = file.openGroup("/");
   if (!has_attribute(root, "format") || get_attribute(root, "format") != kFormatName)
     throw CheckpointError(path + " is an HDF5 file but not an mpitrain checkpoint (no format=\"" +

@@ -101,20 +101,32 @@ uint32_t stage(std::vector<uint8_t>& bytes, const uint8_t* src, size_t n_bytes, 
   return sum;
 }
 
-/// The POSIX descriptor behind `ds` when its file uses HDF5's default (sec2) driver, else -1.
-int posix_descriptor(const H5::DataSet& ds) {
-  const hid_t file = H5Iget_file_id(ds.getId());
-  if (file < 0) return -1;
+/// Where raw bytes of the file go: its POSIX descriptor when it uses HDF5's default (sec2)
+/// driver (else -1), and the base that chunk addresses are relative to (the user block's size).
+struct PosixTarget {
   int fd = -1;
-  const hid_t fapl = H5Fget_access_plist(file);
-  if (fapl >= 0) {
+  hsize_t base = 0;
+};
+
+PosixTarget posix_target(const H5::DataSet& ds) {
+  PosixTarget t;
+  const hid_t file = H5Iget_file_id(ds.getId());
+  if (file < 0) return t;
+  const hid_t fapl = H5Fget_access_plist(file), fcpl = H5Fget_create_plist(file);
+  if (fapl >= 0 && fcpl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Pget_userblock(fcpl, &t.base) >= 0) {
     void* handle = nullptr;
-    if (H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
-      fd = *static_cast<int*>(handle);
-    H5Pclose(fapl);
+    if (H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle) t.fd = *static_cast<int*>(handle);
   }
+  if (fapl >= 0) H5Pclose(fapl);
+  if (fcpl >= 0) H5Pclose(fcpl);
   H5Fclose(file);  // only drops the reference H5Iget_file_id took
-  return fd;
+  return t;
+}
+
+/// True if the file holds `expected` (4 bytes) at `offset`.
+bool holds(int fd, off_t offset, const uint8_t* expected) {
+  uint8_t got[4];
+  return ::pread(fd, got, 4, offset) == 4 && std::memcmp(got, expected, 4) == 0;
 }
 
 /// Starts the disk writing what is dirty so far without waiting for it, so the final fsync finds
@@ -135,7 +147,8 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
                   size_t rows_per_chunk) {
   const size_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   const size_t chunk_bytes = rows_per_chunk * row_bytes, total = rows * row_bytes;
-  const int fd = posix_descriptor(ds);
+  const PosixTarget target = posix_target(ds);
+  const int fd = target.fd;
 
   // A whole chunk followed by at least 4 more bytes of the tensor is written straight from the
   // tensor's memory: H5Dwrite_chunk stores it with the next 4 bytes in the checksum's place, and
@@ -162,12 +175,16 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
       unsigned mask = 0;
       haddr_t addr = HADDR_UNDEF;
       hsize_t stored = 0;
+      // The chunk must be where HDF5 says (its first bytes, and the stand-ins for the checksum,
+      // read back) before anything is written there: a wrong address would corrupt the file.
+      const uint8_t* chunk = data + job.index * chunk_bytes;
       if (H5Dget_chunk_info_by_coord(ds.getId(), offset.data(), &mask, &addr, &stored) < 0 ||
-          addr == HADDR_UNDEF || stored != chunk_bytes + 4)
-        throw fail(" (cannot locate it to store its checksum)");
+          addr == HADDR_UNDEF || stored != chunk_bytes + 4 || !holds(fd, off_t(target.base + addr), chunk) ||
+          !holds(fd, off_t(target.base + addr + chunk_bytes), chunk + chunk_bytes))
+        throw fail(" (cannot locate it in the file to store its checksum)");
       uint8_t le[4];
       store_le(le, job.sum);
-      if (::pwrite(fd, le, 4, off_t(addr + chunk_bytes)) != 4)
+      if (::pwrite(fd, le, 4, off_t(target.base + addr + chunk_bytes)) != 4)
         throw fail(std::string(" (checksum: ") + std::strerror(errno) + ")");
     }
     if ((since_writeback += chunk_bytes) >= kWritebackBytes) {
