@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
+#include "error_stack.hpp"
 #include "layout_map.hpp"
 
 namespace hdf5_io {
@@ -30,7 +32,7 @@ int64_t get_int_attribute(const H5::H5Object& obj, const std::string& name) {
     a.read(H5::PredType::NATIVE_INT64, &v);
     return v;
   } catch (const H5::Exception& e) {
-    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + e.getDetailMsg());
+    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + detail::hdf5_cause(e));
   }
 }
 
@@ -51,13 +53,7 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
-  try {
-    H5::FileCreatPropList fcpl;
-    fcpl.setUserblock(detail::kUserblockBytes);  // for the layout map (layout_map.hpp)
-    file_ = H5::H5File(tmp_, H5F_ACC_TRUNC, fcpl);
-  } catch (const H5::Exception& e) {
-    throw CheckpointError("cannot create " + tmp_ + ": " + e.getDetailMsg());
-  }
+  file_ = create_file(tmp_, detail::kUserblockBytes);  // the user block holds the layout map
   H5::Group root = file_.openGroup("/");
   set_attribute(root, "format", kFormatName);
   set_int_attribute(root, "format_version", kFormatVersion);
@@ -105,7 +101,12 @@ H5::H5File open_checkpoint(const std::string& path) {
     if (auto report = detail::truncation_report(path)) throw CheckpointError(*report);  // names the datasets
     throw;
   }
-  H5::Group root = file.openGroup("/");
+  H5::Group root;
+  try {
+    root = file.openGroup("/");
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot read the root group of " + path + " (corrupt?): " + detail::hdf5_cause(e));
+  }
   if (!has_attribute(root, "format") || get_attribute(root, "format") != kFormatName)
     throw CheckpointError(path + " is an HDF5 file but not an mpitrain checkpoint (no format=\"" +
                           std::string(kFormatName) + "\" attribute)");
@@ -118,15 +119,36 @@ H5::H5File open_checkpoint(const std::string& path) {
 }
 
 namespace {
+// Opening an object checks its header's checksum (attributes stored there included); attributes
+// moved out of the header (dense storage, > 64 KiB) are read as well.
+void verify_attributes(const H5::H5Object& obj) {
+  for (int i = 0; i < obj.getNumAttrs(); ++i) {
+    H5::Attribute a = obj.openAttribute(unsigned(i));
+    if (a.getTypeClass() == H5T_STRING) {
+      get_attribute(obj, a.getName());
+    } else {
+      std::vector<char> bytes(a.getInMemDataSize());
+      a.read(a.getDataType(), bytes.data());
+    }
+  }
+}
+
 void verify_group(const H5::Group& g, int64_t& count) {
   for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
-    const std::string name = g.getObjnameByIdx(i);
-    const H5G_obj_t type = g.getObjTypeByIdx(i);
-    if (type == H5G_GROUP) {
-      verify_group(g.openGroup(name), count);
-    } else if (type == H5G_DATASET) {
-      read_tensor(g, name);  // through Fletcher-32; throws naming the dataset
-      ++count;
+    const std::string name = g.getObjnameByIdx(i), path = (g.getObjName() == "/" ? "/" : g.getObjName() + "/") + name;
+    try {
+      const H5G_obj_t type = g.getObjTypeByIdx(i);  // reads the object's header: checks its checksum
+      if (type == H5G_GROUP) {
+        H5::Group child = g.openGroup(name);
+        verify_attributes(child);
+        verify_group(child, count);
+      } else if (type == H5G_DATASET) {
+        read_tensor(g, name);  // through Fletcher-32; throws naming the dataset
+        verify_attributes(g.openDataSet(name));
+        ++count;
+      }
+    } catch (const H5::Exception& e) {
+      throw CheckpointError("cannot read " + path + " (corrupt?): " + detail::hdf5_cause(e));
     }
   }
 }
@@ -136,9 +158,11 @@ int64_t verify_checkpoint(const std::string& path) {
   H5::H5File file = open_checkpoint(path);
   int64_t count = 0;
   try {
-    verify_group(file.openGroup("/"), count);
+    H5::Group root = file.openGroup("/");
+    verify_attributes(root);
+    verify_group(root, count);
   } catch (const H5::Exception& e) {
-    throw CheckpointError("cannot walk " + path + " (corrupt?): " + e.getDetailMsg());
+    throw CheckpointError("cannot walk " + path + " (corrupt?): " + detail::hdf5_cause(e));
   }
   return count;
 }

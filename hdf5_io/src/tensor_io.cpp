@@ -81,9 +81,13 @@ H5::H5File open_file(const std::string& path) {
   }
 }
 
-H5::H5File create_file(const std::string& path) {
+H5::H5File create_file(const std::string& path, hsize_t userblock) {
   try {
-    return H5::H5File(path, H5F_ACC_TRUNC);
+    H5::FileCreatPropList fcpl;
+    if (userblock > 0) fcpl.setUserblock(userblock);
+    H5::FileAccPropList fapl;
+    fapl.setLibverBounds(H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // checksummed object headers
+    return H5::H5File(path, H5F_ACC_TRUNC, fcpl, fapl);
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot create " + path + ": " + e.getDetailMsg());
   }
@@ -111,6 +115,7 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
     H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(int(dims.size()), dims.data());
     H5::DSetCreatPropList props;
     const bool chunked = !dims.empty() && t.numel() > 0;
+    if (dims.empty()) props.setLayout(H5D_COMPACT);  // inside the checksummed object header
     std::vector<hsize_t> chunk = dims;
     const hsize_t row = chunked ? hsize_t(t.numel() / t.size(0)) * t.element_size() : 0;
     if (chunked) {
@@ -189,8 +194,9 @@ at::Tensor read_rows(const H5::Group& parent, const std::string& name, int64_t s
 }
 
 void set_attribute(H5::H5Object& obj, const std::string& name, const std::string& value) {
-  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  H5::StrType type(H5::PredType::C_S1, std::max<size_t>(1, value.size()));  // 0-size types do not exist
   type.setCset(H5T_CSET_UTF8);
+  type.setStrpad(H5T_STR_NULLPAD);
   if (obj.attrExists(name)) obj.removeAttr(name);
   H5::Attribute a = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
   a.write(type, value);
@@ -204,10 +210,16 @@ std::string get_attribute(const H5::H5Object& obj, const std::string& name) {
     a.read(a.getStrType(), v);
     return v;
   } catch (const H5::Exception& e) {
-    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + e.getDetailMsg());
+    throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + detail::hdf5_cause(e));
   }
 }
 
-bool has_attribute(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+bool has_attribute(const H5::H5Object& obj, const std::string& name) {
+  try {
+    return obj.attrExists(name);
+  } catch (const H5::Exception& e) {
+    throw CheckpointError("cannot read the attributes of " + obj.getObjName() + ": " + detail::hdf5_cause(e));
+  }
+}
 
 }  // namespace hdf5_io

@@ -144,7 +144,7 @@ done
 "$CKPT" export A/checkpoints weights.h5 > /dev/null && $PY - <<'PY' || bad "export"
 import h5py
 f = h5py.File("weights.h5", "r")
-assert f.attrs["kind"] == "weights" and "optimizer" not in f and len(f["model"]) == 6, list(f)
+assert f.attrs["kind"] == b"weights" and "optimizer" not in f and len(f["model"]) == 6, list(f)
 print("ok: export wrote the 6 weight tensors only")
 PY
 

@@ -34,16 +34,22 @@ class LeNet(nn.Module):  # mpitrain models::make_lenet(1, 10)
         return self.f3(F.relu(self.f2(F.relu(self.f1(x)))))
 
 
+def text(attr):
+    """mpitrain writes fixed-length UTF-8 string attributes (checksummed in the object header),
+    which h5py returns as bytes."""
+    return attr.decode() if isinstance(attr, bytes) else attr
+
+
 def main(ckpt, forward):
     with h5py.File(ckpt, "r") as f:
-        assert f.attrs["format"] == "mpitrain-checkpoint", f.attrs["format"]
+        assert text(f.attrs["format"]) == "mpitrain-checkpoint", f.attrs["format"]
         config = json.loads(f.attrs["config"])
         state = {}
         for name, ds in f["model"].items():
-            assert ds.attrs["dtype"] == "float32", (name, ds.attrs["dtype"])
+            assert text(ds.attrs["dtype"]) == "float32", (name, ds.attrs["dtype"])
             assert name.startswith("net."), name
             state[name[len("net."):]] = torch.from_numpy(ds[()])
-        print(f"{ckpt}: module {f.attrs['module']}, model {config['model']}, world size {f.attrs['world_size']}, "
+        print(f"{ckpt}: module {text(f.attrs['module'])}, model {config['model']}, world size {f.attrs['world_size']}, "
               f"step {f['trainer'].attrs['global_step']}, {len(state)} tensors")
     model = {"mlp": Mlp, "lenet": LeNet}[config["model"]]()
     model.load_state_dict(state, strict=True)  # every name and shape must match

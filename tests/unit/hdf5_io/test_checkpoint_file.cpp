@@ -322,6 +322,50 @@ TEST(CheckpointFile, VerifyNamesACorruptDatasetInANestedGroup) {
   EXPECT_TRUE(contains(m, "/optimizer/state/3/exp_avg_sq")) << m;
 }
 
+// Flips the first byte of `needle`, which must occur exactly once in the file.
+void flip_first_byte_of(const std::string& path, const std::string& needle) {
+  std::string bytes = slurp(path);
+  const size_t pos = bytes.find(needle);
+  ASSERT_NE(pos, std::string::npos) << "not in the file";
+  ASSERT_EQ(bytes.find(needle, pos + 1), std::string::npos) << "not distinctive";
+  bytes[pos] ^= 0x01;
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), long(bytes.size()));
+}
+
+// Attributes (the trainer-state JSON) and 0-d datasets (Adam's step) sit inside object headers,
+// which the HDF5 1.8 format checksums: a flipped byte there fails verify and load too.
+TEST(CheckpointFile, FlippedBytesInAttributesAndScalarsAreCaught) {
+  TempDir dir;
+  const std::string clean = dir.file("clean.h5");
+  const int64_t step = 0x0123456789abcdefLL;
+  const std::string state = R"({"epoch": 3, "marker": "trainer-state-7f3a9c"})";
+  {
+    CheckpointWriter w(clean);
+    H5::Group trainer = require_group(w.file(), "/trainer");
+    set_attribute(trainer, "state", state);
+    H5::Group opt = require_group(w.file(), "/optimizer/p");
+    write_tensor(opt, "step", at::scalar_tensor(step, at::kLong));
+    trainer.close(); opt.close();
+    w.commit();
+  }
+  ASSERT_EQ(verify_checkpoint(clean), 1);
+  {
+    H5::H5File f = open_checkpoint(clean);
+    EXPECT_EQ(get_attribute(f.openGroup("/trainer"), "state"), state);  // fixed-length strings round-trip
+    EXPECT_EQ(read_tensor(f.openGroup("/optimizer/p"), "step").item<int64_t>(), step);
+  }
+  const std::string attr = dir.file("attr.h5"), scalar = dir.file("scalar.h5");
+  fs::copy_file(clean, attr);
+  fs::copy_file(clean, scalar);
+  ASSERT_NO_FATAL_FAILURE(flip_first_byte_of(attr, "trainer-state-7f3a9c"));
+  ASSERT_NO_FATAL_FAILURE(
+      flip_first_byte_of(scalar, std::string(reinterpret_cast<const char*>(&step), sizeof step)));
+  const std::string ma = error_of([&] { verify_checkpoint(attr); });
+  EXPECT_TRUE(contains(ma, "/trainer") && contains(ma, "checksum")) << ma;
+  const std::string ms = error_of([&] { verify_checkpoint(scalar); });
+  EXPECT_TRUE(contains(ms, "/optimizer/p/step") && contains(ms, "checksum")) << ms;
+}
+
 TEST(CheckpointFile, TruncatedFileFailsVerify) {
   TempDir dir;
   const std::string path = dir.file("big.h5");

@@ -141,8 +141,8 @@ TEST(TensorIo, ReadableFromH5py) {
     write_tensor(g, "h", at::ones({3}, at::kBFloat16));
   }
   const std::string cmd = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File('" + f.path +
-                          "','r'); w=f['model/w']; assert w.shape==(2,3) and w[1,2]==5.0 and w.attrs['dtype']=='float32';"
-                          " h=f['model/h']; assert h.attrs['dtype']=='bfloat16' and h[0]==0x3f80; print('h5py ok')\"";
+                          "','r'); w=f['model/w']; assert w.shape==(2,3) and w[1,2]==5.0 and w.attrs['dtype']==b'float32';"
+                          " h=f['model/h']; assert h.attrs['dtype']==b'bfloat16' and h[0]==0x3f80; print('h5py ok')\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
