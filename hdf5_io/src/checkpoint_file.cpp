@@ -70,7 +70,7 @@ CheckpointWriter::~CheckpointWriter() {
 }
 
 void CheckpointWriter::commit() {
-  std::string layout;
+  std::optional<std::string> layout;
   try {
     file_.flush(H5F_SCOPE_GLOBAL);
     layout = detail::collect_layout(file_);
@@ -119,17 +119,29 @@ H5::H5File open_checkpoint(const std::string& path) {
 }
 
 namespace {
-// Opening an object checks its header's checksum (attributes stored there included); attributes
-// moved out of the header (dense storage, > 64 KiB) are read as well.
+// Opening an object checks its header's checksum (attributes stored there included); every
+// attribute is read as well, whatever its type (other tools may have added some), through our
+// own string reader where mpitrain wrote it (which checks a large one's own checksum).
 void verify_attributes(const H5::H5Object& obj) {
   for (int i = 0; i < obj.getNumAttrs(); ++i) {
     H5::Attribute a = obj.openAttribute(unsigned(i));
-    if (a.getTypeClass() == H5T_STRING) {
+    H5::DataSpace space = a.getSpace();
+    const hssize_t points = space.getSimpleExtentNpoints();
+    H5::DataType file_type = a.getDataType();
+    if (points <= 0) continue;  // a null dataspace holds nothing
+    if (file_type.getClass() == H5T_STRING && space.getSimpleExtentType() == H5S_SCALAR &&
+        !a.getStrType().isVariableStr()) {
       get_attribute(obj, a.getName());
-    } else {
-      std::vector<char> bytes(a.getInMemDataSize());
-      a.read(a.getDataType(), bytes.data());
+      continue;
     }
+    const hid_t native = H5Tget_native_type(file_type.getId(), H5T_DIR_ASCEND);
+    if (native < 0) throw CheckpointError("attribute '" + a.getName() + "' of " + obj.getObjName() + " has an unreadable type");
+    std::vector<char> bytes(size_t(points) * H5Tget_size(native));
+    const herr_t rc = H5Aread(a.getId(), native, bytes.data());
+    std::string cause = rc < 0 ? detail::hdf5_cause("H5Aread failed") : "";
+    if (rc >= 0) H5Dvlen_reclaim(native, space.getId(), H5P_DEFAULT, bytes.data());  // frees what HDF5 allocated, if any
+    H5Tclose(native);
+    if (rc < 0) throw CheckpointError("cannot read attribute '" + a.getName() + "' of " + obj.getObjName() + ": " + cause);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -11,10 +12,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "error_stack.hpp"
 #include "hdf5_io/tensor_io.hpp"
+
+static_assert(sizeof(off_t) == 8, "files over 2 GiB need a 64-bit off_t");
 
 namespace hdf5_io::detail {
 
@@ -54,6 +58,19 @@ struct Fletcher {
 };
 
 }  // namespace
+
+hsize_t chunk_address_base(hid_t file) {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  if (std::make_tuple(major, minor, release) >= std::make_tuple(1u, 14u, 4u)) return 0;
+  hsize_t userblock = 0;
+  const hid_t fcpl = H5Fget_create_plist(file);
+  if (fcpl >= 0) {
+    H5Pget_userblock(fcpl, &userblock);
+    H5Pclose(fcpl);
+  }
+  return userblock;
+}
 
 uint32_t fletcher32(const uint8_t* p, size_t len) {
   Fletcher f;
@@ -102,7 +119,8 @@ uint32_t stage(std::vector<uint8_t>& bytes, const uint8_t* src, size_t n_bytes, 
 }
 
 /// Where raw bytes of the file go: its POSIX descriptor when it uses HDF5's default (sec2)
-/// driver (else -1), and the base that chunk addresses are relative to (the user block's size).
+/// driver with no page buffer (which could hold a chunk's bytes and write them back over the
+/// patched checksum), else -1; and the base to add to chunk addresses.
 struct PosixTarget {
   int fd = -1;
   hsize_t base = 0;
@@ -112,21 +130,23 @@ PosixTarget posix_target(const H5::DataSet& ds) {
   PosixTarget t;
   const hid_t file = H5Iget_file_id(ds.getId());
   if (file < 0) return t;
-  const hid_t fapl = H5Fget_access_plist(file), fcpl = H5Fget_create_plist(file);
-  if (fapl >= 0 && fcpl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Pget_userblock(fcpl, &t.base) >= 0) {
+  const hid_t fapl = H5Fget_access_plist(file);
+  size_t page_buffer = 0;
+  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Pget_page_buffer_size(fapl, &page_buffer, nullptr, nullptr) >= 0 &&
+      page_buffer == 0) {
     void* handle = nullptr;
     if (H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle) t.fd = *static_cast<int*>(handle);
+    t.base = chunk_address_base(file);
   }
   if (fapl >= 0) H5Pclose(fapl);
-  if (fcpl >= 0) H5Pclose(fcpl);
   H5Fclose(file);  // only drops the reference H5Iget_file_id took
   return t;
 }
 
-/// True if the file holds `expected` (4 bytes) at `offset`.
-bool holds(int fd, off_t offset, const uint8_t* expected) {
-  uint8_t got[4];
-  return ::pread(fd, got, 4, offset) == 4 && std::memcmp(got, expected, 4) == 0;
+/// True if the file holds the `n` bytes `expected` at `offset`.
+bool holds(int fd, off_t offset, const uint8_t* expected, size_t n) {
+  uint8_t got[64];
+  return n <= sizeof got && ::pread(fd, got, n, offset) == ssize_t(n) && std::memcmp(got, expected, n) == 0;
 }
 
 /// Starts the disk writing what is dirty so far without waiting for it, so the final fsync finds
@@ -158,7 +178,7 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
   auto make_job = [&](size_t i, Job& job) {
     job.index = i;
     const size_t begin = i * chunk_bytes, n_bytes = std::min(chunk_bytes, total - begin);
-    job.in_place = fd >= 0 && n_bytes == chunk_bytes && begin + chunk_bytes + 4 <= total;
+    job.in_place = fd >= 0 && chunk_bytes >= 64 && n_bytes == chunk_bytes && begin + chunk_bytes + 4 <= total;
     job.sum = job.in_place ? fletcher32(data + begin, chunk_bytes) : stage(job.bytes, data + begin, n_bytes, chunk_bytes);
   };
   size_t since_writeback = 0;
@@ -175,17 +195,18 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
       unsigned mask = 0;
       haddr_t addr = HADDR_UNDEF;
       hsize_t stored = 0;
-      // The chunk must be where HDF5 says (its first bytes, and the stand-ins for the checksum,
-      // read back) before anything is written there: a wrong address would corrupt the file.
+      // The chunk must be where HDF5 says (its first 64 bytes, and the 64 ending with the stand-ins
+      // for the checksum, read back) before anything is written there: a wrong address would
+      // corrupt the file. (chunk_bytes >= 64 whenever a chunk is written in place.)
       const uint8_t* chunk = data + job.index * chunk_bytes;
       if (H5Dget_chunk_info_by_coord(ds.getId(), offset.data(), &mask, &addr, &stored) < 0 ||
-          addr == HADDR_UNDEF || stored != chunk_bytes + 4 || !holds(fd, off_t(target.base + addr), chunk) ||
-          !holds(fd, off_t(target.base + addr + chunk_bytes), chunk + chunk_bytes))
+          addr == HADDR_UNDEF || stored != chunk_bytes + 4 || !holds(fd, off_t(target.base + addr), chunk, 64) ||
+          !holds(fd, off_t(target.base + addr + chunk_bytes + 4 - 64), chunk + chunk_bytes + 4 - 64, 64))
         throw fail(" (cannot locate it in the file to store its checksum)");
       uint8_t le[4];
       store_le(le, job.sum);
-      if (::pwrite(fd, le, 4, off_t(target.base + addr + chunk_bytes)) != 4)
-        throw fail(std::string(" (checksum: ") + std::strerror(errno) + ")");
+      const ssize_t n = ::pwrite(fd, le, 4, off_t(target.base + addr + chunk_bytes));
+      if (n != 4) throw fail(std::string(" (checksum: ") + (n < 0 ? std::strerror(errno) : "short write") + ")");
     }
     if ((since_writeback += chunk_bytes) >= kWritebackBytes) {
       start_writeback(fd);
@@ -255,7 +276,7 @@ void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t r
     }
     helper.join();
   }
-  if (since_writeback > 0) start_writeback(fd);
+  if (since_writeback >= kWritebackBytes / 8) start_writeback(fd);  // not for every small tensor
 }
 
 }  // namespace hdf5_io::detail

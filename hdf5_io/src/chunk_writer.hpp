@@ -13,12 +13,17 @@
 
 namespace hdf5_io::detail {
 
+/// What to add to a chunk address from H5Dget_chunk_info* to get its offset in `file`: the user
+/// block's size before HDF5 1.14.4, which made those addresses absolute (HDF5 issue #3003).
+hsize_t chunk_address_base(hid_t file);
+
 /// Fletcher-32 exactly as HDF5's filter computes it (big-endian 16-bit words, 360-word blocks).
 uint32_t fletcher32(const uint8_t* data, size_t len);
 
 /// Writes `rows` rows of `row_bytes` each (row-major `data`) as consecutive chunks of
 /// `rows_per_chunk` rows (the dataset's chunk shape spans whole rows; the last chunk is padded
 /// with zeros) through H5Dwrite_chunk, each with its checksum appended. `rank`: the dataset's.
+/// `data` must not change until this returns (checksums are computed ahead of the writes).
 void write_chunks(const H5::DataSet& ds, int rank, const uint8_t* data, size_t rows, size_t row_bytes,
                   size_t rows_per_chunk);
 

@@ -16,11 +16,13 @@ namespace hdf5_io::detail {
 inline constexpr hsize_t kUserblockBytes = 64 * 1024;
 
 /// The map of the open `file`: one "<begin> <end> <path>" line per dataset (absolute byte
-/// offsets covering its object header and its data), longest-reaching first.
-std::string collect_layout(const H5::H5File& file);
+/// offsets covering its object header and its data), longest-reaching first. Nothing if the
+/// file could not be walked (the map only serves error messages: a save never fails for it).
+std::optional<std::string> collect_layout(const H5::H5File& file);
 
-/// Writes `layout` into the user block of the closed file at `path`, with the file's size.
-void write_layout(const std::string& path, const std::string& layout);
+/// Writes `layout` into the user block of the closed file at `path`, with the file's size and
+/// the number of datasets (-1: unknown).
+void write_layout(const std::string& path, const std::optional<std::string>& layout);
 
 /// If the file at `path` is shorter than its map says it was written, a one-line description
 /// naming the datasets that are cut off; otherwise (no map, or not truncated) nothing.

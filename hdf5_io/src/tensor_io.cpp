@@ -12,9 +12,15 @@ namespace hdf5_io {
 
 namespace {
 
-// HDF5's C++ API prints every error stack to stderr before throwing; we report our own.
+// HDF5 prints every error stack to stderr by default; we report our own (error_stack.hpp).
+// Attributes live in the object header, which the file format checksums, as long as they are
+// few enough and small enough to stay there ("compact"); larger ones carry their own checksum.
+constexpr unsigned kMaxCompactAttributes = 1000;
+constexpr size_t kLargestCompactAttribute = 60 * 1024;  // a header message holds at most 64 KiB
+constexpr const char* kChecksumSuffix = ".fletcher32";
+
 struct Quiet {
-  Quiet() { H5::Exception::dontPrint(); }
+  Quiet() { detail::capture_hdf5_errors(); }
 } quiet;
 
 std::string where(const H5::H5Object& loc, const std::string& name) {
@@ -73,6 +79,7 @@ std::vector<hsize_t> dims_of(const H5::DataSpace& space) {
 }  // namespace
 
 H5::H5File open_file(const std::string& path) {
+  detail::capture_hdf5_errors();  // for threads other than the one that loaded the library
   try {
     if (!H5::H5File::isHdf5(path)) throw CheckpointError(path + " is not an HDF5 file");
     return H5::H5File(path, H5F_ACC_RDONLY);
@@ -82,9 +89,11 @@ H5::H5File open_file(const std::string& path) {
 }
 
 H5::H5File create_file(const std::string& path, hsize_t userblock) {
+  detail::capture_hdf5_errors();
   try {
     H5::FileCreatPropList fcpl;
     if (userblock > 0) fcpl.setUserblock(userblock);
+    H5Pset_attr_phase_change(fcpl.getId(), kMaxCompactAttributes, 0);  // the root group's attributes
     H5::FileAccPropList fapl;
     fapl.setLibverBounds(H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // checksummed object headers
     return H5::H5File(path, H5F_ACC_TRUNC, fcpl, fapl);
@@ -100,7 +109,15 @@ H5::Group require_group(H5::H5File& file, const std::string& path) {
     size_t q = path.find('/', p);
     if (q == std::string::npos) q = path.size();
     const std::string part = path.substr(p, q - p);
-    if (!part.empty()) g = g.nameExists(part) ? g.openGroup(part) : g.createGroup(part);
+    if (!part.empty() && !g.nameExists(part)) {
+      const hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);  // attributes stay in the checksummed header
+      H5Pset_attr_phase_change(gcpl, kMaxCompactAttributes, 0);
+      const hid_t id = H5Gcreate2(g.getId(), part.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT);
+      H5Pclose(gcpl);
+      if (id < 0) throw CheckpointError(detail::hdf5_cause("cannot create group " + where(g, part)));
+      H5Gclose(id);
+    }
+    if (!part.empty()) g = g.openGroup(part);
     p = q + 1;
   }
   return g;
@@ -114,6 +131,7 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
   try {
     H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(int(dims.size()), dims.data());
     H5::DSetCreatPropList props;
+    props.setAttrPhaseChange(kMaxCompactAttributes, 0);
     const bool chunked = !dims.empty() && t.numel() > 0;
     if (dims.empty()) props.setLayout(H5D_COMPACT);  // inside the checksummed object header
     std::vector<hsize_t> chunk = dims;
@@ -128,15 +146,30 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
       props.setFletcher32();
     }
     H5::DataSet ds = parent.createDataSet(name, ti.type, space, props);
+    set_attribute(ds, "dtype", ti.name);  // before the data: the header stays in one piece, ahead of it
     if (chunked)  // checksummed chunks written directly (chunk_writer.hpp): the same bytes, faster
       detail::write_chunks(ds, int(dims.size()), static_cast<const uint8_t*>(t.data_ptr()), size_t(dims[0]),
                            size_t(row), size_t(chunk[0]));
     else if (t.numel() > 0)
       ds.write(t.data_ptr(), ti.type);
-    set_attribute(ds, "dtype", ti.name);
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot write dataset " + where(parent, name) + ": " + e.getDetailMsg());
   }
+}
+
+hsize_t chunk_file_offset(const H5::DataSet& ds, hsize_t index) {
+  const hid_t space = H5Dget_space(ds.getId());
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t size = 0;
+  const herr_t rc = space >= 0 ? H5Dget_chunk_info(ds.getId(), space, index, nullptr, &mask, &addr, &size) : -1;
+  if (space >= 0) H5Sclose(space);
+  if (rc < 0 || addr == HADDR_UNDEF)
+    throw CheckpointError(detail::hdf5_cause("dataset " + ds.getObjName() + " has no chunk " + std::to_string(index)));
+  const hid_t file = H5Iget_file_id(ds.getId());
+  const hsize_t base = detail::chunk_address_base(file);
+  H5Fclose(file);
+  return base + addr;
 }
 
 std::vector<int64_t> dataset_shape(const H5::Group& parent, const std::string& name) {
@@ -197,21 +230,35 @@ void set_attribute(H5::H5Object& obj, const std::string& name, const std::string
   H5::StrType type(H5::PredType::C_S1, std::max<size_t>(1, value.size()));  // 0-size types do not exist
   type.setCset(H5T_CSET_UTF8);
   type.setStrpad(H5T_STR_NULLPAD);
+  const std::string sum_name = name + kChecksumSuffix;
   if (obj.attrExists(name)) obj.removeAttr(name);
+  if (obj.attrExists(sum_name)) obj.removeAttr(sum_name);
   H5::Attribute a = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
   a.write(type, value);
+  if (value.size() > kLargestCompactAttribute) {  // stored outside the header, where nothing checks it
+    const int64_t sum = detail::fletcher32(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+    H5::Attribute s = obj.createAttribute(sum_name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR));
+    s.write(H5::PredType::NATIVE_INT64, &sum);
+  }
 }
 
 std::string get_attribute(const H5::H5Object& obj, const std::string& name) {
+  std::string v;
+  bool bad_sum = false;
   try {
     if (!obj.attrExists(name)) throw CheckpointError("attribute '" + name + "' missing on " + obj.getObjName());
     H5::Attribute a = obj.openAttribute(name);
-    std::string v;
     a.read(a.getStrType(), v);
-    return v;
+    if (obj.attrExists(name + kChecksumSuffix)) {
+      int64_t sum = 0;
+      obj.openAttribute(name + kChecksumSuffix).read(H5::PredType::NATIVE_INT64, &sum);
+      bad_sum = sum != int64_t(detail::fletcher32(reinterpret_cast<const uint8_t*>(v.data()), v.size()));
+    }
   } catch (const H5::Exception& e) {
     throw CheckpointError("cannot read attribute '" + name + "' of " + obj.getObjName() + ": " + detail::hdf5_cause(e));
   }
+  if (bad_sum) throw CheckpointError("attribute '" + name + "' of " + obj.getObjName() + " is corrupt (Fletcher-32 mismatch)");
+  return v;
 }
 
 bool has_attribute(const H5::H5Object& obj, const std::string& name) {

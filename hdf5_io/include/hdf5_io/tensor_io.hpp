@@ -37,6 +37,9 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
 at::Tensor read_tensor(const H5::Group& parent, const std::string& name);
 /// Rows [start, start + count) along dimension 0 only (a per-rank hyperslab).
 at::Tensor read_rows(const H5::Group& parent, const std::string& name, int64_t start, int64_t count);
+/// Byte offset in the file of chunk `index` (in HDF5's chunk order) of a chunked dataset, user
+/// block included whatever the HDF5 version's convention. CheckpointError if it has no such chunk.
+hsize_t chunk_file_offset(const H5::DataSet& ds, hsize_t index);
 /// Shape of a dataset without reading it.
 std::vector<int64_t> dataset_shape(const H5::Group& parent, const std::string& name);
 

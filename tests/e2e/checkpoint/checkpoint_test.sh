@@ -103,8 +103,9 @@ cp A/checkpoints/last.h5 flipped.h5
 $PY - <<'PY'
 import h5py
 with h5py.File("flipped.h5", "r") as f:
-    # chunk addresses are relative to the end of the user block (mpitrain's layout map)
-    off = f["model/net.layers.2.weight"].id.get_chunk_info(0).byte_offset + f.userblock_size
+    # before HDF5 1.14.4 chunk addresses are relative to the end of the user block (mpitrain's layout map)
+    base = f.userblock_size if h5py.version.hdf5_version_tuple < (1, 14, 4) else 0
+    off = f["model/net.layers.2.weight"].id.get_chunk_info(0).byte_offset + base
 with open("flipped.h5", "r+b") as f:
     f.seek(off + 4096); b = f.read(8); f.seek(off + 4096); f.write(bytes(x ^ 0xFF for x in b))
 PY

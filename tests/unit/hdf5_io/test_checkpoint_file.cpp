@@ -402,22 +402,86 @@ TEST(CheckpointFile, TruncationNamesTheDatasetsCutOff) {
   const std::string cmd = "/usr/bin/python3 -c \"import h5py; f=h5py.File('" + path +
                           "','r'); assert f['model/c'].shape==(3000,300) and f.userblock_size==65536\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  // Where /model/b starts, per HDF5 itself.
-  hsize_t b_begin = 0;
+  // Where /model/a's data ends, per HDF5 itself: 4 chunks of 750 rows, each with its checksum.
+  hsize_t a_end = 0;
   {
     H5::H5File f = open_checkpoint(path);
-    H5::DataSet b = f.openDataSet("/model/b");
-    unsigned mask = 0;
-    haddr_t addr = 0;
-    hsize_t size = 0;
-    ASSERT_GE(H5Dget_chunk_info(b.getId(), b.getSpace().getId(), 0, nullptr, &mask, &addr, &size), 0);
-    b_begin = 65536 + addr;
+    a_end = chunk_file_offset(f.openDataSet("/model/a"), 3) + 750 * 300 * 4 + 4;
   }
-  fs::resize_file(path, b_begin + 1000);  // inside /model/b's first chunk
-  const std::string m = error_of([&] { open_checkpoint(path); });
-  EXPECT_TRUE(contains(m, "is truncated (" + std::to_string(b_begin + 1000) + " of ")) << m;
+  const std::string full = dir.file("full.h5");
+  fs::copy_file(path, full);
+  auto cut_at = [&](hsize_t size) {
+    fs::remove(path);
+    fs::copy_file(full, path);
+    fs::resize_file(path, size);
+    return error_of([&] { open_checkpoint(path); });
+  };
+  std::string m = cut_at(a_end - 1);  // the last byte of /model/a's checksum missing
+  EXPECT_TRUE(contains(m, "is truncated (" + std::to_string(a_end - 1) + " of ")) << m;
+  EXPECT_TRUE(contains(m, "datasets /model/a, /model/b, /model/c are cut off")) << m;
+  m = cut_at(a_end);  // /model/a whole
   EXPECT_TRUE(contains(m, "datasets /model/b, /model/c are cut off")) << m;
   EXPECT_FALSE(contains(m, "/model/a")) << m;
+  m = cut_at(hsize_t(fs::file_size(full)) - 1);  // only HDF5's index, written last
+  EXPECT_TRUE(contains(m, "datasets are whole") || contains(m, "cut off")) << m;
+}
+
+// Attributes stay inside the checksummed object header even when there are more than HDF5's
+// default 8 (the root has 9+) or one is over 4 KiB (which HDF5 would otherwise move to an
+// unchecksummed heap block); one too large for any header (> 60 KiB) carries its own checksum.
+TEST(CheckpointFile, FlippedBytesInManyOrLargeAttributesAreCaught) {
+  TempDir dir;
+  const std::string clean = dir.file("clean.h5");
+  std::string config = "{\"marker\": \"config-4d2c\", \"pad\": \"" + std::string(5000, 'x') + "\"}";
+  std::string huge = "huge-9b1e" + std::string(100000, 'y');
+  {
+    CheckpointWriter w(clean);
+    H5::Group root = w.file().openGroup("/");
+    for (int i = 0; i < 10; ++i) set_attribute(root, "extra" + std::to_string(i), "value " + std::to_string(i));
+    set_attribute(root, "config", config);
+    H5::Group trainer = require_group(w.file(), "/trainer");
+    set_attribute(trainer, "state", huge);
+    root.close(); trainer.close();
+    w.commit();
+  }
+  ASSERT_EQ(verify_checkpoint(clean), 0);
+  {
+    H5::H5File f = open_checkpoint(clean);
+    EXPECT_EQ(get_attribute(f.openGroup("/"), "config"), config);
+    EXPECT_EQ(get_attribute(f.openGroup("/trainer"), "state"), huge);
+  }
+  const std::string c = dir.file("config.h5"), h = dir.file("huge.h5");
+  fs::copy_file(clean, c);
+  fs::copy_file(clean, h);
+  ASSERT_NO_FATAL_FAILURE(flip_first_byte_of(c, "config-4d2c"));
+  ASSERT_NO_FATAL_FAILURE(flip_first_byte_of(h, "huge-9b1e"));
+  const std::string mc = error_of([&] { verify_checkpoint(c); });
+  EXPECT_TRUE(contains(mc, "checksum")) << mc;
+  const std::string mh = error_of([&] { verify_checkpoint(h); });
+  EXPECT_TRUE(contains(mh, "attribute 'state' of /trainer is corrupt (Fletcher-32 mismatch)")) << mh;
+}
+
+// Other tools may add attributes of any type; verify reads them all without crashing or leaking
+// (an array of variable-length strings, a compound, an empty one, a variable-length sequence).
+TEST(CheckpointFile, VerifyReadsAttributesOtherToolsAdded) {
+  TempDir dir;
+  const std::string path = dir.file("foreign.h5");
+  {
+    CheckpointWriter w(path);
+    H5::Group model = require_group(w.file(), "/model");
+    write_tensor(model, "w", at::ones({4}));
+    model.close();
+    w.commit();
+  }
+  const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f=h5py.File('" + path + "','r+'); "
+                          "a=f['model/w'].attrs; a['names']=['alpha','beta','gamma']; "
+                          "a['pair']=np.array((1, 2.5), dtype=[('i','<i4'),('x','<f8')]); a['nothing']=h5py.Empty('f4'); "
+                          "s=np.empty(2, dtype=object); s[0]=np.arange(3); s[1]=np.arange(5); "
+                          "a.create('seq', data=s, dtype=h5py.vlen_dtype('i8')); "
+                          "f.attrs['note']='added by h5py'\"";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_EQ(verify_checkpoint(path), 1);
+  EXPECT_EQ(get_attribute(open_checkpoint(path).openGroup("/"), "note"), "added by h5py");  // variable-length
 }
 
 TEST(CheckpointFile, LatestPointerRoundTrip) {

@@ -157,7 +157,8 @@ namespace {
 TEST(TensorIo, ChunksWrittenDirectlyPassHdf5sOwnChecksum) {
   TempFile f;
   std::vector<std::pair<std::string, at::Tensor>> tensors = {
-      {"many_chunks", at::randn({3000, 300})},             // 1200-byte rows: 4 chunks, the last one partial
+      {"many_chunks", at::randn({3000, 300})},             // 1200-byte rows: 4 equal chunks of 750 rows
+      {"uneven_chunks", at::randn({3001, 300})},           // 4 chunks of 751 rows, the last one padded
       {"one_row_per_chunk", at::randn({5, 300000})},        // rows over 1 MiB
       {"odd_bytes", at::randn({7}).gt(0)},                 // a 7-byte chunk: Fletcher-32's odd tail
       {"bytes_over_a_mebibyte", at::randint(0, 255, {(1 << 20) + 3}, at::kByte)},
