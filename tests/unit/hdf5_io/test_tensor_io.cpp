@@ -216,11 +216,28 @@ TEST(TensorIo, ChunksOnANonPosixDriverAreStaged) {
   EXPECT_TRUE(read_tensor(open_file(f.path).openGroup("/t"), "w").equal(t));
 }
 
+// Flips one byte of the file at `at`.
+void flip_byte_at(const std::string& path, hsize_t at) {
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekg(std::streamoff(at));
+  char c = 0;
+  io.read(&c, 1);
+  c = char(c ^ 0x10);
+  io.seekp(std::streamoff(at));
+  io.write(&c, 1);
+}
+
 // read_tensor reads checksummed chunks raw and verifies them itself: a flipped byte in a chunk
-// read in place, or in the last (padded, staged) one, fails naming the dataset and the chunk.
+// read in place, in the last chunk's data or in its zero padding, with several chunks (helper
+// thread) or few (inline), fails naming the dataset and the chunk.
 TEST(TensorIo, ChunksReadDirectlyCatchFlippedBytes) {
-  const at::Tensor t = at::randn({3001, 300});  // 4 chunks of 751 rows, the last padded
-  for (int64_t chunk : {1, 3}) {
+  struct Case {
+    int64_t rows, chunk;
+    hsize_t byte_in_chunk;
+  };
+  const hsize_t chunk_bytes = 751 * 300 * 4;  // 3001 rows: 4 chunks of 751, the last 3 rows padding
+  for (const Case& c : {Case{3001, 1, 1000}, Case{3001, 3, 1000}, Case{3001, 3, chunk_bytes - 1}, Case{1500, 1, 77}}) {
+    const at::Tensor t = at::randn({c.rows, 300});
     TempFile f;
     {
       H5::H5File file = create_file(f.path);
@@ -230,42 +247,49 @@ TEST(TensorIo, ChunksReadDirectlyCatchFlippedBytes) {
     hsize_t at_byte = 0;
     {
       H5::H5File file = open_file(f.path);
-      at_byte = chunk_file_offset(file.openDataSet("/t/w"), hsize_t(chunk)) + 1000;
+      at_byte = chunk_file_offset(file.openDataSet("/t/w"), hsize_t(c.chunk)) + c.byte_in_chunk;
     }
-    {
-      std::fstream io(f.path, std::ios::in | std::ios::out | std::ios::binary);
-      io.seekg(std::streamoff(at_byte));
-      char c = 0;
-      io.read(&c, 1);
-      c = char(c ^ 0x10);
-      io.seekp(std::streamoff(at_byte));
-      io.write(&c, 1);
-    }
+    flip_byte_at(f.path, at_byte);
     const std::string m = error_of([&] { read_tensor(open_file(f.path).openGroup("/t"), "w"); });
-    EXPECT_NE(m.find("cannot read dataset /t/w (corrupt or truncated?): chunk " + std::to_string(chunk) +
+    EXPECT_NE(m.find("cannot read dataset /t/w (corrupt or truncated?): chunk " + std::to_string(c.chunk) +
                      ": data error detected by Fletcher32 checksum"),
               std::string::npos)
-        << m;
+        << c.rows << " rows, chunk " << c.chunk << " byte " << c.byte_in_chunk << ": " << m;
   }
 }
 
 // Datasets other writers chunked differently: h5py's uneven chunks (whose 4-byte checksum slots
-// do not fit after every chunk), several filters (HDF5's pipeline), chunks across dimension 1.
+// do not fit after every chunk), chunks never written (fill values), several filters (HDF5's
+// pipeline), chunks across dimension 1; and a flipped byte in one of h5py's small chunks.
 TEST(TensorIo, ChunksOfOtherWritersReadBack) {
+  if (!std::filesystem::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 with h5py not installed";
   TempFile f;
   const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f=h5py.File('" + f.path + "','w'); "
                           "f.create_dataset('u8', data=np.arange(9, dtype=np.uint8), chunks=(4,), fletcher32=True); "
                           "f.create_dataset('tiny', data=np.arange(7, dtype=np.uint8), chunks=(2,), fletcher32=True); "
+                          "p=f.create_dataset('part', shape=(10,), dtype='f4', chunks=(2,), fletcher32=True); p[0:4]=[1,2,3,4]; "
                           "f.create_dataset('gz', data=np.arange(5000, dtype=np.float32).reshape(50, 100), chunks=(7, 100), "
                           "fletcher32=True, compression='gzip'); "
                           "f.create_dataset('cols', data=np.arange(5000, dtype=np.float64).reshape(50, 100), chunks=(10, 30), "
                           "fletcher32=True)\"";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  H5::Group root = open_file(f.path).openGroup("/");
-  EXPECT_TRUE(read_tensor(root, "u8").equal(at::arange(9, at::kByte)));
-  EXPECT_TRUE(read_tensor(root, "tiny").equal(at::arange(7, at::kByte)));
-  EXPECT_TRUE(read_tensor(root, "gz").equal(at::arange(5000, at::kFloat).reshape({50, 100})));
-  EXPECT_TRUE(read_tensor(root, "cols").equal(at::arange(5000, at::kDouble).reshape({50, 100})));
+  {
+    H5::Group root = open_file(f.path).openGroup("/");
+    EXPECT_TRUE(read_tensor(root, "u8").equal(at::arange(9, at::kByte)));
+    EXPECT_TRUE(read_tensor(root, "tiny").equal(at::arange(7, at::kByte)));
+    EXPECT_TRUE(read_tensor(root, "part").equal(at::cat({at::arange(1, 5, at::kFloat), at::zeros({6})})));
+    EXPECT_TRUE(read_tensor(root, "gz").equal(at::arange(5000, at::kFloat).reshape({50, 100})));
+    EXPECT_TRUE(read_tensor(root, "cols").equal(at::arange(5000, at::kDouble).reshape({50, 100})));
+  }
+  hsize_t at_byte = 0;
+  {
+    H5::H5File file = open_file(f.path);
+    at_byte = chunk_file_offset(file.openDataSet("/tiny"), 2);  // chunk 2 holds 4 and 5, in a buffer of its own
+  }
+  flip_byte_at(f.path, at_byte);
+  const std::string m = error_of([&] { read_tensor(open_file(f.path).openGroup("/"), "tiny"); });
+  EXPECT_NE(m.find("/tiny (corrupt or truncated?): chunk 2: data error detected by Fletcher32 checksum"), std::string::npos)
+      << m;
 }
 
 }  // namespace
