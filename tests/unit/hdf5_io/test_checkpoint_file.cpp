@@ -14,6 +14,7 @@
 #include <typeinfo>
 
 #include "hdf5_io/checkpoint_file.hpp"
+#include "hdf5_test_support.hpp"
 
 namespace hdf5_io {
 namespace {
@@ -36,28 +37,9 @@ struct TempDir {
   static inline int counter = 0;
 };
 
-// The CheckpointError message, or a marker saying what happened instead (no error, another type).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  } catch (const H5::Exception& e) {
-    return "<raw H5::Exception: " + e.getDetailMsg() + ">";
-  } catch (const std::exception& e) {
-    return std::string("<other exception ") + typeid(e).name() + ": " + e.what() + ">";
-  }
-  return "<no CheckpointError>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using test::contains;
+using test::error_of;
+using test::slurp;
 
 // Writes and commits a checkpoint holding /model/w = `w`.
 void write_checkpoint(const std::string& path, const at::Tensor& w) {

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "hdf5_io/tensor_io.hpp"
+#include "hdf5_test_support.hpp"
 
 namespace hdf5_io {
 namespace {
@@ -22,14 +23,7 @@ struct TempFile {
   static inline int counter = 0;
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "<no CheckpointError>";
-}
+using test::error_of;
 
 TEST(TensorIo, EveryDtypeRoundTripsBitExactly) {
   TempFile f;
@@ -216,16 +210,7 @@ TEST(TensorIo, ChunksOnANonPosixDriverAreStaged) {
   EXPECT_TRUE(read_tensor(open_file(f.path).openGroup("/t"), "w").equal(t));
 }
 
-// Flips one byte of the file at `at`.
-void flip_byte_at(const std::string& path, hsize_t at) {
-  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-  io.seekg(std::streamoff(at));
-  char c = 0;
-  io.read(&c, 1);
-  c = char(c ^ 0x10);
-  io.seekp(std::streamoff(at));
-  io.write(&c, 1);
-}
+using test::flip_byte_at;
 
 // read_tensor reads checksummed chunks raw and verifies them itself: a flipped byte in a chunk
 // read in place, in the last chunk's data or in its zero padding, with several chunks (helper
