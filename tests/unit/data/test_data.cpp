@@ -14,6 +14,7 @@
 #include "mpitrain/data/fashion_mnist.hpp"
 #include "mpitrain/data/synthetic.hpp"
 #include "mpitrain/errors.hpp"
+#include "../../support/temp_dir.hpp"
 
 namespace mpitrain {
 namespace {
@@ -27,11 +28,7 @@ std::string error_of(const std::function<void()>& f) {
   return "<no exception>";
 }
 
-struct TempDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() / ("mpitrain-data-" + std::to_string(::getpid()));
-  TempDir() { std::filesystem::create_directories(path); }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using ::mpitrain::test::TempDir;
 
 void write_gz(const std::filesystem::path& p, const std::vector<unsigned char>& bytes) {
   gzFile f = gzopen(p.c_str(), "wb");

@@ -14,6 +14,7 @@
 #include <typeinfo>
 
 #include "hdf5_io/checkpoint_file.hpp"
+#include "../../support/temp_dir.hpp"
 #include "hdf5_test_support.hpp"
 
 namespace hdf5_io {
@@ -21,21 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test, removed with everything in it.
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("ckptfile-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  static inline int counter = 0;
-};
+using ::mpitrain::test::TempDir;
 
 using test::contains;
 using test::error_of;

@@ -12,6 +12,7 @@
 
 #include "mpitrain/errors.hpp"
 #include "mpitrain/train/model_checkpoint.hpp"
+#include "../../support/temp_dir.hpp"
 
 namespace mpitrain {
 namespace {
@@ -19,20 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using Files = std::vector<std::string>;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("modelckpt-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  static inline int counter = 0;
-};
+using test::TempDir;
 
 Files sorted(Files v) {
   std::sort(v.begin(), v.end());
