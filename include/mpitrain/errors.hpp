@@ -1,6 +1,9 @@
 // Exception families shared by every layer (DESIGN §4): one type per failure family, so apps can
-// map each to a one-line message and a non-zero exit on every rank.
+// map each to a one-line message and a non-zero exit on every rank. ErrorKind names the family
+// where an exception cannot travel as itself (across ranks, from a worker to the driver), so that
+// the receiver rethrows the same type and exit codes follow from the kind, never from strings.
 #pragma once
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -35,19 +38,39 @@ struct CheckpointError : Error {
   using Error::Error;
 };
 
-/// A job's worker failed (exception, signal, early exit); the message starts with "rank r: ".
-/// Thrown by launch()/fit() when asked to (LaunchOptions::throw_on_error), else returned in Result.
-struct WorkerFailure : Error {
-  WorkerFailure(const std::string& msg, int rank) : Error(msg), rank(rank) {}
-  int rank;
+/// The family of a failure. Values travel between processes: append, never renumber.
+enum class ErrorKind : int32_t {
+  None = 0,    ///< no failure
+  Config,      ///< ConfigError: bad options, configuration
+  Argument,    ///< ArgumentError: an API called with invalid arguments
+  Checkpoint,  ///< CheckpointError: a checkpoint that cannot be read or written
+  Comm,        ///< CommError: a collective failed (deadline, mismatch, backend)
+  Error,       ///< any other mpitrain::Error
+  Exception,   ///< any other std::exception, or an unknown exception
+  Died,        ///< a process ended (signal, exit code, lost contact) before finishing its task
 };
 
-/// The Result::error_kind name of an exception's family ("config", "checkpoint", "comm", "exception").
-inline const char* error_kind_of(const std::exception& e) {
-  if (dynamic_cast<const ConfigError*>(&e) || dynamic_cast<const ArgumentError*>(&e)) return "config";
-  if (dynamic_cast<const CheckpointError*>(&e)) return "checkpoint";
-  if (dynamic_cast<const CommError*>(&e)) return "comm";
-  return "exception";
-}
+/// "config", "argument", "checkpoint", "comm", "error", "exception", "died" ("" for None).
+const char* error_kind_name(ErrorKind k);
+/// The inverse of error_kind_name; Exception for a name it does not know.
+ErrorKind parse_error_kind(const std::string& name);
+/// The kind of an exception's most derived family.
+ErrorKind error_kind_of(const std::exception& e);
+/// Bad input (config, argument, checkpoint): fails the same way every time, so it is never
+/// retried, and the apps exit 2 on it.
+bool is_bad_input(ErrorKind k);
+/// Process exit code for a failure of kind `k`: 0 for None, 2 for bad input, 1 otherwise.
+int exit_code_for(ErrorKind k);
+/// Throws the exception type of `k` with `message` (Error for Died and Exception).
+[[noreturn]] void throw_error(ErrorKind k, const std::string& message);
+
+/// A job's worker failed (exception, signal, early exit); the message starts with "rank r: ".
+/// Thrown by launch()/fit() when asked to (LaunchOptions::throw_on_error), else returned in a result.
+struct WorkerFailure : Error {
+  WorkerFailure(const std::string& msg, int rank, ErrorKind kind = ErrorKind::Died)
+      : Error(msg), rank(rank), kind(kind) {}
+  int rank;
+  ErrorKind kind;  ///< what the worker failed with
+};
 
 }  // namespace mpitrain

@@ -13,6 +13,7 @@ MPI_Datatype mpi_type(DType t) {
     case DType::Float64: return MPI_DOUBLE;
     case DType::Int32: return MPI_INT32_T;
     case DType::Int64: return MPI_INT64_T;
+    case DType::UInt8: return MPI_UINT8_T;
     case DType::BFloat16:
     case DType::Float16: return MPI_UINT16_T;
   }

@@ -133,6 +133,7 @@ void dispatch_type(DType t, F&& f) {
     case DType::Float16: return f(Fp16{});
     case DType::Int32: return f(int32_t{});
     case DType::Int64: return f(int64_t{});
+    case DType::UInt8: break;  // never reduced (check_reduction_supported)
   }
   throw ArgumentError("reduce: unknown dtype");
 }

@@ -31,7 +31,7 @@ DType to_dtype(c10::ScalarType t) {
     case at::kLong: return DType::Int64;
     default:
       throw ArgumentError(std::string("unsupported tensor dtype ") + c10::toString(t) +
-                          " (collectives take float32, float64, bfloat16, float16, int32 or int64)");
+                          " (collectives take float32, float64, bfloat16, float16, int32 or int64; bytes go through broadcast_bytes / allgather_bytes)");
   }
 }
 
@@ -43,6 +43,7 @@ c10::ScalarType to_scalar_type(DType t) {
     case DType::Float16: return at::kHalf;
     case DType::Int32: return at::kInt;
     case DType::Int64: return at::kLong;
+    case DType::UInt8: return at::kByte;
   }
   throw ArgumentError("unknown dtype");
 }

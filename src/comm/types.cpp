@@ -9,6 +9,7 @@ size_t dtype_size(DType t) {
     case DType::Float32: case DType::Int32: return 4;
     case DType::Float64: case DType::Int64: return 8;
     case DType::BFloat16: case DType::Float16: return 2;
+    case DType::UInt8: return 1;
   }
   throw ArgumentError("unknown dtype code " + std::to_string(int(t)));
 }
@@ -21,6 +22,7 @@ const char* dtype_name(DType t) {
     case DType::Float16: return "float16";
     case DType::Int32: return "int32";
     case DType::Int64: return "int64";
+    case DType::UInt8: return "uint8";
   }
   return "unknown-dtype";
 }
@@ -37,9 +39,10 @@ const char* reduce_op_name(ReduceOp op) {
 }
 
 DType parse_dtype(const std::string& s) {
-  for (DType t : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int32, DType::Int64})
+  for (DType t : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int32, DType::Int64,
+                  DType::UInt8})
     if (s == dtype_name(t)) return t;
-  throw ArgumentError("unknown dtype '" + s + "' (expected float32, float64, bfloat16, float16, int32 or int64)");
+  throw ArgumentError("unknown dtype '" + s + "' (expected float32, float64, bfloat16, float16, int32, int64 or uint8)");
 }
 
 ReduceOp parse_reduce_op(const std::string& s) {
@@ -53,6 +56,9 @@ void check_reduction_supported(DType t, ReduceOp op) {
   if (op != ReduceOp::Sum && op != ReduceOp::Avg && op != ReduceOp::Min && op != ReduceOp::Max &&
       op != ReduceOp::Prod)
     throw ArgumentError("unknown reduction code " + std::to_string(int(op)));
+  if (t == DType::UInt8)  // raw bytes (strings, serialised state): moved, never reduced
+    throw ArgumentError(std::string("reduction ") + reduce_op_name(op) +
+                        " is not supported for uint8 (bytes are broadcast or gathered, not reduced)");
   if (op == ReduceOp::Avg && (t == DType::Int32 || t == DType::Int64))
     throw ArgumentError(std::string("reduction avg is not supported for ") + dtype_name(t) +
                         " (an integer mean is inexact): use sum and divide");

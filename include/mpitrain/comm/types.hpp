@@ -6,7 +6,8 @@
 
 namespace mpitrain {
 
-enum class DType : uint8_t { Float32, Float64, BFloat16, Float16, Int32, Int64 };
+/// UInt8 is raw bytes: broadcast and gathered (strings, serialised state), never reduced.
+enum class DType : uint8_t { Float32, Float64, BFloat16, Float16, Int32, Int64, UInt8 };
 enum class ReduceOp : uint8_t { Sum, Avg, Min, Max, Prod };
 
 /// Bytes per element.
