@@ -48,6 +48,7 @@ ncclDataType_t nccl_type(DType t) {
     case DType::Float16: return ncclFloat16;
     case DType::Int32: return ncclInt32;
     case DType::Int64: return ncclInt64;
+    case DType::UInt8: return ncclUint8;
   }
   throw ArgumentError("unknown dtype code " + std::to_string(int(t)));
 }

@@ -83,8 +83,9 @@ Environment detect_environment(MPI_Comm world, Role role, bool use_gpu) {
       cross_check("SLURM_LOCALID", env_int("SLURM_LOCALID", -1), "local rank", e.local_rank);
     }
   }
-  // No CUDA runtime in this layer: the visible GPUs are what CUDA_VISIBLE_DEVICES lists (the
-  // NCCL backend checks the real device at setup).
+  // No CUDA runtime here: the visible GPUs are what CUDA_VISIBLE_DEVICES lists (make_communicator
+  // counts the real devices and sets the device it uses).
+  e.use_gpu = use_gpu;
   int gpus = 0;
   if (use_gpu && has_env("CUDA_VISIBLE_DEVICES")) {
     std::string v = std::getenv("CUDA_VISIBLE_DEVICES");

@@ -1,25 +1,10 @@
 #include "mpitrain/launch/task_context.hpp"
 
+#include "protocol.hpp"
+
 namespace mpitrain {
 
-const char* message_type_name(MessageType t) {
-  switch (t) {
-    case MessageType::Hello: return "hello";
-    case MessageType::Heartbeat: return "heartbeat";
-    case MessageType::Progress: return "progress";
-    case MessageType::Metric: return "metric";
-    case MessageType::Log: return "log";
-    case MessageType::Result: return "result";
-    case MessageType::Error: return "error";
-  }
-  return "unknown";
-}
-
-void TaskContext::send(MessageType t, nlohmann::json body) {
-  body["type"] = message_type_name(t);
-  body["rank"] = env_.rank;
-  sink_(body);
-}
+void TaskContext::send(MessageType t, nlohmann::json body) { sink_(detail::make_message(t, env_.rank, std::move(body))); }
 void TaskContext::report_metric(const std::string& name, double value, int64_t step) {
   send(MessageType::Metric, {{"name", name}, {"value", value}, {"step", step}});
 }

@@ -15,8 +15,9 @@
 #include <thread>
 
 #include "channel.hpp"
-#include "mpitrain/comm/mpi_communicator.hpp"
+#include "mpitrain/launch/make_communicator.hpp"
 #include "mpitrain/launch/registry.hpp"
+#include "protocol.hpp"
 
 namespace mpitrain::detail {
 
@@ -29,7 +30,7 @@ class Heartbeat {
   Heartbeat(LineChannel& ch, int rank) : thread_([this, &ch, rank] {
     std::unique_lock<std::mutex> lock(m_);
     while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; }))
-      ch.send({{"type", "heartbeat"}, {"rank", rank}});
+      ch.send(make_message(MessageType::Heartbeat, rank));
   }) {}
   ~Heartbeat() {
     {
@@ -56,8 +57,8 @@ void set_blas_threads(int n) {
   if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
-[[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg, const char* kind = "exception") {
-  ch.send({{"type", "error"}, {"rank", rank}, {"message", msg}, {"kind", kind}});
+[[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg, ErrorKind kind = ErrorKind::Exception) {
+  ch.send(make_message(MessageType::Error, rank, {{"message", msg}, {"kind", error_kind_name(kind)}}));
   std::fflush(stdout);
   std::fflush(stderr);
   // No MPI_Finalize: peers may be inside a collective. The driver tears the job down.
@@ -80,10 +81,14 @@ void serve_worker(const std::string& channel_name) {
   }
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
-  ch.send({{"type", "hello"}, {"rank", rank}, {"pid", int(::getpid())}, {"host", host}});
+  ch.send(make_message(MessageType::Hello, rank,
+                       {{"protocol", kProtocolVersion}, {"pid", int(::getpid())}, {"host", host}}));
   auto task = ch.receive_one(120000);
   if (!task) fail(ch, rank, "no task from the driver within 120 s");
   try {
+    if (read_header(*task).type != MessageType::Task)
+      throw Error("protocol error: the driver's first message is " + task->value("type", "") + ", not task");
+    check_protocol_version(*task, "the driver");
     const std::string entry = task->at("entry");
     const EntryPoint* fn = find_entry_point(entry);
     if (!fn) fail(ch, rank, "unknown entry point '" + entry + "' in the worker binary");
@@ -95,13 +100,13 @@ void serve_worker(const std::string& channel_name) {
     {
       CommOptions opts;
       opts.timeout = std::chrono::milliseconds(task->value("comm_timeout_ms", 300000));
-      MpiCommunicator comm(MPI_COMM_WORLD, opts);
       Environment env = detect_environment(MPI_COMM_WORLD, Role::Worker, task->value("use_gpu", false));
+      std::unique_ptr<Communicator> comm = make_communicator(MPI_COMM_WORLD, env, opts);
       if (task->value("print_topology", false)) {
         std::string table = topology_table(MPI_COMM_WORLD, env);
-        if (rank == 0) ch.send({{"type", "log"}, {"rank", 0}, {"line", "topology\n" + table}});
+        if (rank == 0) ch.send(make_message(MessageType::Log, 0, {{"line", "topology\n" + table}}));
       }
-      TaskContext ctx(env, comm, [&ch](const nlohmann::json& m) { ch.send(m); });
+      TaskContext ctx(env, *comm, [&ch](const nlohmann::json& m) { ch.send(m); });
       const auto t0 = std::chrono::steady_clock::now();
       // Report before unwinding: destroying the Communicator is collective and would wait for
       // peers that are themselves waiting for this rank.
@@ -113,11 +118,11 @@ void serve_worker(const std::string& channel_name) {
         fail(ch, rank, "unknown exception");
       }
       wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      comm.barrier();  // every rank finished before anyone reports success
+      comm->barrier();  // every rank finished before anyone reports success
     }
-    ch.send({{"type", "result"}, {"rank", rank}, {"value", rank == 0 ? value : nlohmann::json()}, {"wall", wall}});
-  } catch (const std::exception& e) {
-    fail(ch, rank, e.what());
+    ch.send(make_message(MessageType::Result, rank, {{"value", rank == 0 ? value : nlohmann::json()}, {"wall", wall}}));
+  } catch (const std::exception& e) {  // outside the entry point: task, environment, communicator
+    fail(ch, rank, e.what(), error_kind_of(e));
   }
   MPI_Comm parent = MPI_COMM_NULL;
   MPI_Comm_get_parent(&parent);

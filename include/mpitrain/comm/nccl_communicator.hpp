@@ -14,12 +14,17 @@
 #include <mpi.h>
 
 #include <memory>
+#include <string>
 
 #include "mpitrain/comm/communicator.hpp"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; keeps CUDA headers out of this header
 
 namespace mpitrain {
+
+/// The CUDA devices this process sees; 0 when there are none or the CUDA runtime fails, and then
+/// `why` (when not null) says so, e.g. "cudaGetDeviceCount: no CUDA-capable device is detected".
+int cuda_device_count(std::string* why);
 
 class NcclCommunicator final : public Communicator {
  public:

@@ -21,6 +21,7 @@ struct Environment {
   int local_rank = 0, local_size = 1;  ///< among the ranks of this node
   int node_rank = 0, num_nodes = 1;
   std::string hostname;
+  bool use_gpu = false;         ///< the task asked for GPUs (ScalingConfig::use_gpu)
   std::string device = "cpu";  ///< "cuda:<local_rank % visible GPUs>" when GPUs are used, else "cpu"
   int pid = 0;
 };

@@ -1,9 +1,10 @@
 // launch(): run a registered entry point on a group of workers and collect its Result.
 // From a driver (a lone process), every call starts a fresh MPI job: a small leader process
 // (an MPI singleton) MPI_Comm_spawn's `num_workers` copies of this binary; each worker connects
-// back to the driver over its own Unix socket and streams typed messages (hello, heartbeat,
-// progress, metric, log, result, error). The driver never initialises MPI, so no worker failure
-// can take it down, and it can run several launches at once from different threads.
+// back to the driver over its own Unix socket, gets the task and streams typed messages (hello,
+// heartbeat, progress, metric, log, result, error: MessageType in task_context.hpp). The driver
+// never initialises MPI, so no worker failure can take it down, and it can run several launches
+// at once from different threads.
 // Under mpirun/srun (SPMD) the entry point runs in place on the launcher's world.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -14,11 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "mpitrain/errors.hpp"
+
 namespace mpitrain {
 
 struct ScalingConfig {
   int num_workers = 2;
   int cpus_per_worker = 1;  ///< LibTorch intra-op threads of each worker
+  /// One CUDA device per worker and the NCCL backend for device buffers (make_communicator.hpp);
+  /// a ConfigError on every rank where the build has no NCCL or a rank sees no device.
   bool use_gpu = false;
 };
 
@@ -41,15 +46,17 @@ struct LaunchOptions {
   std::function<void(const nlohmann::json&)> on_message;
 };
 
+/// What a launch returned. Launch knows nothing of training: an entry point that wants to pass
+/// more (a checkpoint path, statistics) puts it in its value.
 struct Result {
   nlohmann::json value;                  ///< what rank 0's entry point returned
   std::map<std::string, double> metrics; ///< last reported value per name
   std::string error;                     ///< "rank r: <message>"; empty on success
-  /// What failed: "config" (bad input: ConfigError/ArgumentError), "checkpoint" (CheckpointError),
-  /// "comm" (CommError), "exception" (any other), "died" (signal, exit, lost contact); "" on success.
-  std::string error_kind;
-  std::vector<std::string> failures;     ///< earlier failed attempts that were relaunched (FailureConfig)
-  std::string checkpoint;                ///< path of the job's last checkpoint, if it wrote one
+  /// The family of the failure (errors.hpp): the exception type the worker threw (Config,
+  /// Argument, Checkpoint, Comm, Error, Exception), Died for a worker that was killed, exited or
+  /// lost contact, Error for a protocol error; None on success. exit_code_for(error_kind) is the
+  /// exit code an app should end with.
+  ErrorKind error_kind = ErrorKind::None;
   int failed_rank = -1;
   std::vector<double> wall_seconds;      ///< per rank: time in the entry point
   std::vector<int> worker_pids;          ///< per rank (spawn mode)
@@ -60,8 +67,9 @@ struct Result {
 
 /// Runs `entry` on the workers. Bad input (unknown entry, num_workers <= 0, spawn requested
 /// where it cannot work) throws ConfigError before anything starts; a failure of the job is
-/// returned in Result::error (or thrown as WorkerFailure with throw_on_error). Thread-safe in a
-/// driver. A worker's result value may carry {"checkpoint": path}, copied to Result::checkpoint.
+/// returned in Result::error and Result::error_kind (or thrown as WorkerFailure carrying the
+/// rank and kind, with throw_on_error). Thread-safe in a driver. In SPMD an exception of the entry
+/// point propagates from launch() on the rank that threw it.
 Result launch(const std::string& entry, const nlohmann::json& payload, const ScalingConfig& scaling = {},
               const LaunchOptions& options = {});
 

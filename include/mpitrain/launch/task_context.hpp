@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mpitrain/comm/communicator.hpp"
@@ -12,9 +13,13 @@
 
 namespace mpitrain {
 
-/// Worker -> driver message kinds (the "type" field of every message).
-enum class MessageType { Hello, Heartbeat, Progress, Metric, Log, Result, Error };
+/// Kinds of driver <-> worker messages; the "type" field of every message is the kind's name.
+/// Task goes driver -> worker, every other kind worker -> driver (and to LaunchOptions::on_message).
+enum class MessageType { Hello, Task, Heartbeat, Progress, Metric, Log, Result, Error };
+/// "hello", "task", "heartbeat", "progress", "metric", "log", "result", "error".
 const char* message_type_name(MessageType t);
+/// The inverse of message_type_name; nullopt for a name it does not know.
+std::optional<MessageType> parse_message_type(const std::string& name);
 
 class TaskContext {
  public:

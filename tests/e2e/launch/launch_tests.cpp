@@ -212,6 +212,21 @@ TEST(Driver, CpusPerWorkerSetsLibTorchThreads) {
   }
 }
 
+// No CUDA device here: every worker fails building its communicator with one clear line, and the
+// driver gets the kind (ConfigError -> Config: bad input, exit code 2), not a crash.
+TEST(Driver, UseGpuWithoutADeviceIsAConfigErrorOfTheWorkers) {
+  Result r = launch("sum_ranks", {}, {2, 1, true});
+  if (r.ok()) GTEST_SKIP() << "a CUDA device is visible here; this test covers machines without one";
+  std::printf("[use_gpu] driver reports: %s\n", r.error.c_str());
+  EXPECT_EQ(r.error_kind, ErrorKind::Config) << r.error;
+  EXPECT_EQ(exit_code_for(r.error_kind), 2);
+  EXPECT_TRUE(r.error.find("sees no CUDA device") != std::string::npos ||
+              r.error.find("has no NCCL backend") != std::string::npos)
+      << r.error;
+  EXPECT_EQ(r.error.find('\n'), std::string::npos) << r.error;
+  expect_job_gone(r);
+}
+
 TEST(Driver, ConcurrentLaunchesFromTwoThreads) {
   Result a, b;
   std::thread t1([&] { a = launch("sum_ranks", {}, {2, 1, false}); });
@@ -255,6 +270,22 @@ TEST(Spmd, SameResultInPlace) {
   EXPECT_DOUBLE_EQ(r.value.at("sum").get<double>(), expected_sum(env.world_size));
   EXPECT_EQ(r.value.at("world").get<int>(), env.world_size);
   if (env.rank == 0) std::printf("spmd result: %s\n", r.value.dump().c_str());
+}
+
+TEST(Spmd, UseGpuWithoutADeviceIsAConfigErrorOnEveryRank) {
+  std::string msg = "<no ConfigError>";
+  try {
+    launch("sum_ranks", {}, {2, 1, true});
+    GTEST_SKIP() << "a CUDA device is visible here; this test covers machines without one";
+  } catch (const ConfigError& e) {
+    msg = e.what();
+  }
+  EXPECT_TRUE(msg.find("sees no CUDA device") != std::string::npos || msg.find("has no NCCL backend") != std::string::npos)
+      << msg;
+  // ...and the next launch works: every rank failed at the same point.
+  Result r = launch("sum_ranks", {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_DOUBLE_EQ(r.value.at("sum").get<double>(), expected_sum(Runtime::current()->env().world_size));
 }
 
 TEST(Spmd, LauncherVariablesThatDisagreeWithMpiAreNamed) {
