@@ -41,7 +41,7 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
     o.bucket_cap_bytes = size_t(p.value("bucket_cap_mb", 25.0) * (1 << 20));
     o.first_bucket_bytes = size_t(p.value("first_bucket_mb", 1.0) * (1 << 20));
     ddp = std::make_unique<DDP>(o);
-    ddp->setup(*model, *engine);
+    ddp->setup(*model, nullptr, *engine);
   }
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   torch::Tensor x = torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});

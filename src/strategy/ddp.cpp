@@ -1,11 +1,14 @@
 #include "mpitrain/strategy/ddp.hpp"
 
 #include <torch/csrc/autograd/function_hook.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <mutex>
 
 #include "mpitrain/comm/tensor_collectives.hpp"
+#include "mpitrain/detail/json_options.hpp"
+#include "mpitrain/strategy/registry.hpp"
 
 namespace mpitrain {
 
@@ -46,9 +49,12 @@ struct DDP::Impl {
   std::vector<Bucket> buckets;
   size_t next_submit = 0;
   bool sync = true;
-  SharedBuffer shared;       // zero-copy fusion buffer (MPI backend)
-  torch::Tensor private_buf; // fallback when the backend has no shared window
+  SharedBuffer shared;       // zero-copy fusion buffer (MPI backend, host memory)
+  torch::Tensor private_buf; // device memory, or host memory when the backend has no shared window
   char* base = nullptr;
+  size_t used_bytes = 0;     // of the fusion buffer, all buckets
+  bool on_device = false;    // parameters (so gradients and buckets) on a CUDA device
+  int64_t reductions = 0;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep them (and hooks) alive
   std::vector<uintptr_t> hook_keys;
   std::mutex m;  // hooks may run on autograd worker threads
@@ -64,7 +70,11 @@ struct DDP::Impl {
   // Reductions are issued in bucket order on every rank, whatever order gradients arrive in.
   void submit_ready_in_order() {
     while (next_submit < buckets.size() && buckets[next_submit].pending == 0) {
+      // The device's compute stream must have finished writing these gradients before the
+      // communicator's own stream reads them (coarse: an event per bucket would overlap more).
+      if (on_device) torch::cuda::synchronize();
       Bucket& b = buckets[next_submit++];
+      ++reductions;
       b.handle = engine->allreduce(base + b.offset_bytes, b.count, b.dtype, ReduceOp::Avg);
       b.submitted = true;
     }
@@ -91,7 +101,12 @@ DDP::~DDP() {
     if (p.grad().defined()) p.mutable_grad() = p.grad().clone();
 }
 
-void DDP::setup(torch::nn::Module& model, Engine& engine) {
+MPITRAIN_REGISTER_STRATEGY("ddp", [](const nlohmann::json& o) {
+  return std::make_unique<DDP>(detail::options_from_json<DDPOptions>(o, "strategy 'ddp'"));
+});
+
+void DDP::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, Engine& engine) {
+  Strategy::setup(model, optimizer, engine);
   auto& im = *impl_;
   im.engine = &engine;
   torch::NoGradGuard no_grad;
@@ -133,22 +148,25 @@ void DDP::setup(torch::nn::Module& model, Engine& engine) {
   }
   const size_t total = align_up(offset);
 
-  // 3. One fusion buffer, in the node-shared window when the backend has one (zero-copy).
-  std::exception_ptr no_window;
-  engine.enqueue([&](Communicator& c) {
-    try {
-      im.shared = c.allocate_shared(std::max<size_t>(total, 64));
-    } catch (const CommError&) {
-      no_window = std::current_exception();
-    }
-  }).wait();
+  // 3. One fusion buffer: on the parameters' device (GPU), else in the node-shared window when
+  // the backend has one (zero-copy), else private host memory.
+  const torch::Device device = im.params.empty() ? torch::Device(torch::kCPU) : im.params[0].device();
+  im.on_device = device.is_cuda();
+  if (!im.on_device)
+    engine.enqueue([&](Communicator& c) {
+      try {
+        im.shared = c.allocate_shared(std::max<size_t>(total, 64));
+      } catch (const CommError&) {  // no window (e.g. NCCL): private memory below
+      }
+    }).wait();
   if (im.shared) {
     im.base = im.shared.as<char>();
+    std::memset(im.base, 0, total);
   } else {
-    im.private_buf = torch::zeros({int64_t(std::max<size_t>(total, 64))}, torch::kUInt8);
+    im.private_buf = torch::zeros({int64_t(std::max<size_t>(total, 64))}, torch::TensorOptions(torch::kUInt8).device(device));
     im.base = static_cast<char*>(im.private_buf.data_ptr());
   }
-  std::memset(im.base, 0, total);
+  im.used_bytes = total;
 
   // 4. .grad = a view into the bucket; a post hook on each AccumulateGrad marks it ready.
   for (auto& b : im.buckets) {
@@ -157,7 +175,7 @@ void DDP::setup(torch::nn::Module& model, Engine& engine) {
       auto& p = im.params[i];
       const size_t esize = dtype_size(b.dtype);
       torch::Tensor view = torch::from_blob(im.base + b.offset_bytes + elem_off * esize, p.sizes(),
-                                            torch::TensorOptions().dtype(p.scalar_type()));
+                                            torch::TensorOptions().dtype(p.scalar_type()).device(device));
       p.mutable_grad() = view;
       elem_off += size_t(p.numel());
     }
@@ -199,7 +217,15 @@ void DDP::after_backward() {
 
 void DDP::zero_grad() {
   auto& im = *impl_;
-  if (!im.buckets.empty()) std::memset(im.base, 0, im.buckets.back().offset_bytes + size_t(im.buckets.back().count) * dtype_size(im.buckets.back().dtype));
+  if (im.buckets.empty()) return;
+  if (im.private_buf.defined()) im.private_buf.zero_();  // device memory: no memset from the host
+  else std::memset(im.base, 0, im.used_bytes);
+}
+
+std::map<std::string, double> DDP::stats() const {
+  return {{"buckets", double(impl_->buckets.size())},
+          {"bucket_bytes", double(impl_->used_bytes)},
+          {"reductions", double(impl_->reductions)}};
 }
 
 std::vector<int64_t> DDP::bucket_sizes() const {

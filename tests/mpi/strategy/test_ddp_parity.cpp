@@ -61,7 +61,7 @@ double train_and_compare(const ParityRun& run) {
   auto model = make_mlp(uint64_t(rank));
   Engine engine(comm);
   DDP ddp(run.ddp);
-  ddp.setup(*model, engine);
+  ddp.setup(*model, nullptr, engine);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
   DataLoader loader(data, DistributedSampler(examples, n, rank, true, 3), run.batch);
   auto epoch = loader.epoch();
@@ -108,7 +108,7 @@ TEST(DDP, BucketsFollowReverseParameterOrderWithASmallFirstBucket) {
   o.first_bucket_bytes = 700 * 4;  // the last layer (650 floats) fits, the next one does not
   o.bucket_cap_bytes = 5000 * 4;
   DDP ddp(o);
-  ddp.setup(*model, engine);
+  ddp.setup(*model, nullptr, engine);
   // Reverse order, filled greedily: bias3 + weight3 (650) | bias2 + weight2 + bias1 (4224 <= 5000)
   // | weight1 (2048: would overflow the second bucket)
   EXPECT_EQ(ddp.bucket_sizes(), (std::vector<int64_t>{650, 4224, 2048}));
@@ -126,7 +126,7 @@ TEST(DDP, UnusedParameterIsAnErrorUnlessAllowed) {
     DDPOptions o;
     o.find_unused_parameters = allow;
     DDP ddp(o);
-    ddp.setup(*holder, engine);
+    ddp.setup(*holder, nullptr, engine);
     ddp.before_backward(true);
     used->forward(torch::ones({3, 4})).sum().backward();
     if (allow) {
