@@ -28,15 +28,15 @@ int main(int argc, char** argv) {
   const mpitrain::Config config = {{"model", "resnet18"}, {"dataset", "fashion-mnist"}, {"optimizer", "adam"},
                                    {"lr", 1e-3},          {"batch_size", 128}};
   try {
-    mpitrain::Result r = mpitrain::Trainer(opts).fit("Classifier", config);  // the Classifier of apps/train
+    mpitrain::FitResult r = mpitrain::Trainer(opts).fit("Classifier", config);  // the Classifier of apps/train
     if (!r.ok()) {
       std::cerr << "fit failed: " << r.error << "\n";
-      return 1;
+      return r.exit_code();
     }
     if (rt.env().rank == 0)
       std::cout << (r.metrics.count("test_acc") ? "test" : "validation") << " accuracy "
-                << r.metrics[r.metrics.count("test_acc") ? "test_acc" : "val_acc"] << " after " << r.metrics["epochs"] << " epochs, "
-                << r.metrics["samples_per_s"] << " samples/s\n";
+                << r.metrics[r.metrics.count("test_acc") ? "test_acc" : "val_acc"] << " after " << r.stats.epochs << " epochs, "
+                << r.stats.samples_per_s << " samples/s\n";
   } catch (const mpitrain::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return 2;

@@ -51,8 +51,8 @@ void Classifier::evaluate(const Batch& batch, const std::string& prefix) {
   torch::Tensor logits = net_->forward(batch.input);
   const double loss = torch::nn::functional::cross_entropy(logits, batch.target).item<double>();
   const double acc = logits.argmax(1).eq(batch.target).to(torch::kDouble).mean().item<double>();
-  log(prefix + "_loss", loss, {false, true, true, true}, batch.size());
-  log(prefix + "_acc", acc, {false, true, true, true}, batch.size());
+  log(prefix + "_loss", loss, {.prog_bar = true}, batch.size());
+  log(prefix + "_acc", acc, {.prog_bar = true, .mode = MetricMode::Max}, batch.size());
 }
 
 void Classifier::validation_step(const Batch& batch, int64_t) { evaluate(batch, "val"); }

@@ -5,9 +5,9 @@
 
 namespace mpitrain {
 
-CsvLogger::CsvLogger(const std::string& dir, bool append) : path_(dir + "/metrics.csv") {
+CsvLogger::CsvLogger(const std::string& dir, Existing existing) : path_(dir + "/metrics.csv") {
   std::filesystem::create_directories(dir);
-  if (append && std::filesystem::exists(path_)) return;  // a resumed run continues the same table
+  if (existing == Append && std::filesystem::exists(path_)) return;  // a resumed run continues the same table
   std::ofstream(path_) << "step,name,value\n";
 }
 

@@ -6,16 +6,21 @@
 
 namespace mpitrain {
 
-void MetricSink::add(const std::string& name, double value, double weight, bool on_step, bool on_epoch, bool sync_dist,
-                     bool prog_bar) {
-  if (on_step) step_[name] = value;
-  if (on_epoch) {
+void MetricSink::add(const std::string& name, double value, double weight, const LogOptions& o) {
+  if (o.on_step) step_[name] = value;
+  if (o.on_epoch) {
     Acc& a = epoch_[name];
     a.sum += value * weight;
     a.count += weight;
-    a.sync = sync_dist;
+    a.sync = o.sync_dist;
   }
-  if (prog_bar && std::find(prog_bar_.begin(), prog_bar_.end(), name) == prog_bar_.end()) prog_bar_.push_back(name);
+  modes_[name] = o.mode;
+  if (o.prog_bar && std::find(prog_bar_.begin(), prog_bar_.end(), name) == prog_bar_.end()) prog_bar_.push_back(name);
+}
+
+MetricMode MetricSink::mode_of(const std::string& name) const {
+  auto it = modes_.find(name);
+  return it == modes_.end() ? MetricMode::Min : it->second;
 }
 
 std::map<std::string, double> MetricSink::take_step_values() {

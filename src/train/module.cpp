@@ -8,7 +8,7 @@
 namespace mpitrain {
 
 void Module::log(const std::string& name, double value, LogOptions o, int64_t batch_size) {
-  if (sink_) sink_->add(name, value, double(std::max<int64_t>(batch_size, 1)), o.on_step, o.on_epoch, o.sync_dist, o.prog_bar);
+  if (sink_) sink_->add(name, value, double(std::max<int64_t>(batch_size, 1)), o);
 }
 
 void Module::log(const std::string& name, const torch::Tensor& value, LogOptions o, int64_t batch_size) {

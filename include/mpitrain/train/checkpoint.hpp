@@ -11,10 +11,13 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "mpitrain/strategy/optimizer_state.hpp"
 #include "mpitrain/train/module.hpp"
 
 namespace mpitrain {
@@ -35,8 +38,26 @@ struct CheckpointMeta {
   std::string strategy = "ddp";
 };
 
-/// Writes a full checkpoint (rank 0 only; `rng_states` holds every rank's generator state).
-/// Crash-safe: see hdf5_io/checkpoint_file.hpp. CheckpointError on failure; `path` is untouched then.
+/// One full checkpoint being written (rank 0): everything but the optimizer at construction, the
+/// optimizer part through optimizer() (the strategy decides what goes there), then commit().
+/// Crash-safe (hdf5_io/checkpoint_file.hpp): nothing appears at `path` until commit() succeeds.
+class CheckpointFileWriter {
+ public:
+  CheckpointFileWriter(const std::string& path, torch::nn::Module& module, const TrainerState& state,
+                       int64_t scheduler_steps, const std::vector<at::Tensor>& rng_states, const CheckpointMeta& meta);
+  ~CheckpointFileWriter();  ///< without commit(): the temporary file is removed, `path` untouched
+  /// Writes into /optimizer. Failures are kept and raised by commit(), so a strategy that
+  /// streams shards from other ranks keeps its collectives in step when a write fails.
+  OptimizerStateWriter& optimizer();
+  void commit();  ///< CheckpointError on failure
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Writes a full checkpoint of a run whose optimizer is replicated (rank 0 only; `rng_states`
+/// holds every rank's generator state). CheckpointError on failure; `path` is untouched then.
 void save_checkpoint(const std::string& path, Module& module, const Optimizers& optim, const TrainerState& state,
                      const std::vector<at::Tensor>& rng_states, const CheckpointMeta& meta);
 
@@ -47,9 +68,15 @@ struct LoadedCheckpoint {
   bool weights_only = false;
 };
 
-/// Restores parameters and buffers into `module` and, unless `optim` is null, the optimizer and
-/// scheduler. Checks format, version, names, shapes and dtypes first; any mismatch or corruption
-/// raises CheckpointError naming the dataset, and leaves `module` unchanged.
+/// Restores parameters and buffers into `module` and, when `load_optimizer` is given, the trainer
+/// state, generator state and scheduler steps, calling `load_optimizer` with a reader of the
+/// optimizer part (a strategy's load_optimizer_state). Checks format, version, names, shapes and
+/// dtypes first; any mismatch or corruption raises CheckpointError naming the dataset, and leaves
+/// `module` unchanged.
+LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& module, int rank,
+                                 const std::function<void(OptimizerStateReader&)>& load_optimizer,
+                                 LRScheduler* scheduler = nullptr);
+/// The same for a replicated optimizer (`optim` null: weights only).
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& module, const Optimizers* optim, int rank);
 
 /// The generator state of this process (LibTorch's default CPU generator), and back.

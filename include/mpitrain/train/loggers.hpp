@@ -17,8 +17,8 @@ class Logger {
 /// <dir>/metrics.csv: step,name,value
 class CsvLogger : public Logger {
  public:
-  /// append: keep an existing metrics.csv (a resumed run) instead of starting it afresh.
-  explicit CsvLogger(const std::string& dir, bool append = false);
+  enum Existing { Replace, Append };  ///< Append: keep an existing metrics.csv (a resumed run)
+  explicit CsvLogger(const std::string& dir, Existing existing = Replace);
   void log_metrics(const std::map<std::string, double>& metrics, int64_t step) override;
 
  private:

@@ -10,10 +10,26 @@
 
 namespace mpitrain {
 
+/// Which way a metric improves: the Trainer keeps best_<name> by it (and EarlyStopping /
+/// ModelCheckpoint take their own mode option).
+enum class MetricMode { Min, Max };
+
+/// How Module::log treats a value; name the fields, e.g. log("val_acc", a, {.prog_bar = true,
+/// .mode = MetricMode::Max}, n) (designated initialisers, in field order).
+struct LogOptions {
+  bool on_step = false;   ///< also report every step's value
+  bool on_epoch = true;   ///< aggregate over the epoch (mean, weighted by batch size)
+  bool prog_bar = false;  ///< show in the progress line
+  bool sync_dist = true;  ///< aggregate across ranks (sum and count allreduced)
+  MetricMode mode = MetricMode::Min;  ///< lower is better unless Max (accuracies)
+};
+
+/// Where Module::log() goes during fit / validate / test.
 class MetricSink {
  public:
-  void add(const std::string& name, double value, double weight, bool on_step, bool on_epoch, bool sync_dist,
-           bool prog_bar);
+  void add(const std::string& name, double value, double weight, const LogOptions& options);
+  /// The mode a metric was logged with (Min for names never logged).
+  MetricMode mode_of(const std::string& name) const;
   /// Values logged with on_step since the last call (for progress lines and step loggers).
   std::map<std::string, double> take_step_values();
   /// Collective (through the engine): the epoch means, synced across ranks where asked; resets.
@@ -36,6 +52,7 @@ class MetricSink {
   std::map<std::string, Acc> epoch_;
   std::map<std::string, double> step_;
   std::vector<std::string> prog_bar_;
+  std::map<std::string, MetricMode> modes_;
 };
 
 }  // namespace mpitrain

@@ -11,17 +11,11 @@
 
 #include "mpitrain/data/dataset.hpp"
 #include "mpitrain/train/lr_scheduler.hpp"
+#include "mpitrain/train/metrics.hpp"
 
 namespace mpitrain {
 
 using Config = nlohmann::json;  ///< hyperparameters; JSON-backed (DESIGN §4)
-
-struct LogOptions {
-  bool on_step = false;   ///< also report every step's value
-  bool on_epoch = true;   ///< aggregate over the epoch (mean, weighted by batch size)
-  bool prog_bar = false;  ///< show in the progress line
-  bool sync_dist = true;  ///< aggregate across ranks (sum and count allreduced)
-};
 
 struct Optimizers {
   std::shared_ptr<torch::optim::Optimizer> optimizer;
@@ -35,7 +29,9 @@ struct DataLoaders {
   bool shuffle = true;      ///< training set only
 };
 
-class MetricSink;  // where log() goes (the Trainer's metric aggregator)
+namespace detail {
+struct ModuleAccess;  // the fit loop binds rank, world size and the metric sink
+}
 
 class Module : public torch::nn::Module {
  public:
@@ -62,7 +58,7 @@ class Module : public torch::nn::Module {
   int world_size() const { return world_size_; }
 
  private:
-  friend class Trainer;
+  friend struct detail::ModuleAccess;
   MetricSink* sink_ = nullptr;
   int rank_ = 0, world_size_ = 1;
 };
@@ -77,8 +73,18 @@ std::string registered_module_name(std::type_index type);
 
 }  // namespace mpitrain
 
-/// MPITRAIN_REGISTER_MODULE(Classifier): Classifier must be constructible from a Config.
-#define MPITRAIN_REGISTER_MODULE(Type)                                                             \
-  static const bool mpitrain_module_registered_##Type = ::mpitrain::register_module(                \
-      #Type, std::type_index(typeid(Type)),                                                         \
-      [](const ::mpitrain::Config& c) -> std::shared_ptr<::mpitrain::Module> { return std::make_shared<Type>(c); })
+#define MPITRAIN_MODULE_CONCAT_INNER(a, b) a##b
+#define MPITRAIN_MODULE_CONCAT(a, b) MPITRAIN_MODULE_CONCAT_INNER(a, b)
+#define MPITRAIN_REGISTER_MODULE_SELECT(_1, _2, NAME, ...) NAME
+#define MPITRAIN_REGISTER_MODULE_NAMED(Type, name)                                                        \
+  static const bool MPITRAIN_MODULE_CONCAT(mpitrain_module_registered_, __COUNTER__) =                  \
+      ::mpitrain::register_module(name, std::type_index(typeid(Type)),                                 \
+                                  [](const ::mpitrain::Config& c) -> std::shared_ptr<::mpitrain::Module> { \
+                                    return std::make_shared<Type>(c);                                  \
+                                  })
+#define MPITRAIN_REGISTER_MODULE_UNNAMED(Type) MPITRAIN_REGISTER_MODULE_NAMED(Type, #Type)
+/// MPITRAIN_REGISTER_MODULE(Classifier) registers it as "Classifier";
+/// MPITRAIN_REGISTER_MODULE(ns::Classifier, "classifier") under a name of your choice (any
+/// qualified type). The type must be constructible from a Config. At namespace scope.
+#define MPITRAIN_REGISTER_MODULE(...) \
+  MPITRAIN_REGISTER_MODULE_SELECT(__VA_ARGS__, MPITRAIN_REGISTER_MODULE_NAMED, MPITRAIN_REGISTER_MODULE_UNNAMED, )(__VA_ARGS__)

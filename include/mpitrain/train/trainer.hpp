@@ -1,5 +1,7 @@
 // Trainer: Lightning's option names where they exist (DESIGN §1). fit() runs the Module on a
 // group of workers: spawned from a lone driver (ScalingConfig), or in place under mpirun/srun.
+// The strategy and the callbacks are plug-ins named in the options (strategy/registry.hpp,
+// train/callback.hpp), so spawned workers rebuild them by name; the Trainer knows none of them.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -8,28 +10,20 @@
 
 #include "mpitrain/launch/launcher.hpp"
 #include "mpitrain/launch/task_context.hpp"
-#include "mpitrain/strategy/ddp.hpp"
-#include "mpitrain/train/model_checkpoint.hpp"
+#include "mpitrain/strategy/registry.hpp"
+#include "mpitrain/train/callback.hpp"
+#include "mpitrain/train/callbacks/early_stopping.hpp"
+#include "mpitrain/train/callbacks/model_checkpoint.hpp"
+#include "mpitrain/train/fit_result.hpp"
 #include "mpitrain/train/module.hpp"
 
 namespace mpitrain {
 
-struct EarlyStoppingOptions {
-  std::string monitor;  ///< empty: off. A metric name logged on epoch level, e.g. "val_loss"
-  std::string mode = "min";
-  int patience = 3;
-  double min_delta = 0.0;
-};
-
 /// Spawn mode: a failed job (a worker died or threw) is relaunched from the latest checkpoint up
-/// to max_failures times; Result::failures lists each failure. Bad input is never retried.
+/// to max_failures times; FitResult::failures lists each failure. Bad input is never retried.
 struct FailureConfig {
   int max_failures = 0;
 };
-
-/// Exit code of an SPMD run that checkpointed and stopped on SIGTERM/SIGUSR1 (EX_TEMPFAIL):
-/// slurm/train.sbatch requeues the job on it, and the rerun resumes from `latest`.
-inline constexpr int kExitPreempted = 75;
 
 struct TrainerOptions {
   int64_t max_epochs = 1;
@@ -47,21 +41,23 @@ struct TrainerOptions {
   int64_t log_every_n_steps = 50;
   bool run_test = true;                 ///< after fit, evaluate the test set if the module has one
   std::vector<std::string> loggers = {"csv"};  ///< "csv" (metrics.csv), "tensorboard" (tensorboard/events.*)
-  EarlyStoppingOptions early_stopping;
-  ModelCheckpointOptions checkpoint;    ///< ModelCheckpoint callback (on by default: every epoch)
+  EarlyStoppingOptions early_stopping;  ///< the EarlyStopping callback, when `monitor` is set
+  ModelCheckpointOptions checkpoint;    ///< the ModelCheckpoint callback (on by default: every epoch)
+  std::vector<CallbackSpec> callbacks;  ///< user callbacks by registered name, run after the built-ins
   FailureConfig failure;
-  std::string strategy = "ddp";
-  DDPOptions ddp;
-  ScalingConfig scaling;                ///< spawn mode: workers and their threads
+  StrategySpec strategy;                ///< {"ddp", DDPOptions as JSON} by default
+  ScalingConfig scaling;                ///< spawn mode: workers, their threads, use_gpu
   LaunchMode mode = LaunchMode::Auto;
-  bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning Result::error
+  bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning an error
 
   /// Where ModelCheckpoint writes: checkpoint.dirpath, or <default_root_dir>/checkpoints.
   std::string checkpoint_dir() const;
 
   nlohmann::json to_json() const;
-  static TrainerOptions from_json(const nlohmann::json& j);  ///< ConfigError on a bad value
-  void validate() const;                                    ///< ConfigError naming the option
+  /// Missing keys keep their defaults; an unknown key or a value of the wrong type is a
+  /// ConfigError naming it, and so is anything validate() refuses.
+  static TrainerOptions from_json(const nlohmann::json& j);
+  void validate() const;  ///< ConfigError naming the option (also unknown strategy / callback names)
 };
 
 /// What a fit job knows besides the options: for checkpoint metadata and resume.
@@ -74,37 +70,48 @@ struct FitInfo {
 class Trainer {
  public:
   explicit Trainer(TrainerOptions options = {});
-  /// Trains a registered module (MPITRAIN_REGISTER_MODULE) built from `config`. Result::metrics
-  /// holds the last epoch's aggregated metrics, best_<name> for each (max for names with "acc",
-  /// min otherwise), epochs, steps, wall_s, samples_per_s; Result::checkpoint the newest checkpoint.
+  /// Trains a registered module (MPITRAIN_REGISTER_MODULE) built from `config`; see FitResult.
   /// ckpt_path: "" (start fresh), "latest" (resume from the checkpoint directory's `latest`; an
   /// error if there is none), "auto" (resume if there is one), or the path of a checkpoint.
-  Result fit(const std::string& module_name, const Config& config, const std::string& ckpt_path = "") const;
+  FitResult fit(const std::string& module_name, const Config& config, const std::string& ckpt_path = "") const;
   template <class M>
-  Result fit(const Config& config, const std::string& ckpt_path = "") const {
+  FitResult fit(const Config& config, const std::string& ckpt_path = "") const {
     return fit(registered_module_name(std::type_index(typeid(M))), config, ckpt_path);
   }
   /// One pass over the validation (test) set with the weights of `ckpt_path` ("latest", a path,
-  /// or "" for the freshly initialised module); metrics as in fit.
-  Result validate(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
-  Result test(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
+  /// or "" for the freshly initialised module); metrics as in fit, checkpoint = the one evaluated.
+  FitResult validate(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
+  FitResult test(const std::string& module_name, const Config& config, const std::string& ckpt_path = "latest") const;
   const TrainerOptions& options() const { return opts_; }
   std::string checkpoint_dir() const { return opts_.checkpoint_dir(); }
 
   /// Worker side: trains `module` in this process (one rank of the job). Public for tests.
-  static nlohmann::json run(Module& module, const TrainerOptions& options, TaskContext& ctx, const FitInfo& info = {});
+  static FitResult run(Module& module, const TrainerOptions& options, TaskContext& ctx, const FitInfo& info = {});
   /// Worker side of validate()/test(): stage "validate" or "test".
-  static nlohmann::json evaluate(Module& module, const TrainerOptions& options, TaskContext& ctx, const std::string& stage,
-                                 const std::string& ckpt_path);
+  static FitResult evaluate(Module& module, const TrainerOptions& options, TaskContext& ctx, const std::string& stage,
+                            const std::string& ckpt_path);
 
  private:
-  Result launch_stage(const std::string& stage, const std::string& module_name, const Config& config,
-                      const std::string& ckpt_path) const;
+  FitResult launch_stage(const std::string& stage, const std::string& module_name, const Config& config,
+                         const std::string& ckpt_path) const;
   TrainerOptions opts_;
 };
 
 /// Resolves fit()'s ckpt_path against a checkpoint directory: "" when there is nothing to load.
 /// CheckpointError for "latest" without a `latest` pointer, or a pointer/path to a missing file.
 std::string resolve_checkpoint_path(const std::string& ckpt_path, const std::string& dir);
+
+// JSON forms of the option structs: each listed once, here (DESIGN §4).
+NLOHMANN_JSON_SERIALIZE_ENUM(LaunchMode, {{LaunchMode::Auto, "auto"}, {LaunchMode::Spawn, "spawn"}, {LaunchMode::Spmd, "spmd"}})
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ScalingConfig, num_workers, cpus_per_worker, use_gpu)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FailureConfig, max_failures)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StrategySpec, name, options)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CallbackSpec, name, options)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainerOptions, max_epochs, max_steps, limit_train_batches,
+                                                limit_val_batches, check_val_every_n_epoch, accumulate_grad_batches,
+                                                gradient_clip_val, precision, seed, deterministic, default_root_dir,
+                                                enable_progress_bar, log_every_n_steps, run_test, loggers,
+                                                early_stopping, checkpoint, callbacks, failure, strategy, scaling, mode,
+                                                throw_on_error)
 
 }  // namespace mpitrain

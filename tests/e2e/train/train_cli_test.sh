@@ -85,4 +85,18 @@ expect "precision must be \"32\" or \"bf16-mixed\"" -- --precision fp8
 expect "unknown strategy 'horovod' (available: ddp)" -- --strategy horovod
 expect "cannot read config file /nonexistent.cfg" -- --config /nonexistent.cfg
 expect "unrecognised option '--epochz'" -- --epochz 3
+expect "trainer options: option 'strategy.options' must be an object" -- --strategy-options '[1]'
+expect "strategy 'ddp': unknown option 'bucket_cap'" -- --strategy-options '{"bucket_cap": 1}'
+
+# 5. --use-gpu on a machine without a GPU: one line naming the cause, exit 2 on every rank, no hang
+#    (a build without NCCL names that instead). Under mpirun each rank reports its own exit code.
+gpu_msg() { [[ $1 == *"sees no CUDA device"* || $1 == *"has no NCCL backend"* ]]; }
+err=$(timeout -k 5 120 "$BIN" --use-gpu --dataset synthetic 2>&1 >/dev/null); rc=$?
+if [[ $rc -eq 2 ]] && gpu_msg "$err" && [[ $(printf '%s\n' "$err" | grep -c .) -eq 1 ]]; then echo "ok: spawned --use-gpu -> $err"
+else echo "FAIL: spawned --use-gpu -> exit $rc: $err"; fail=1; fi
+err=$(timeout -k 5 120 mpirun -n 2 --oversubscribe sh -c \
+  '"$0" --use-gpu --dataset synthetic >/dev/null; echo "rank $OMPI_COMM_WORLD_RANK exit $?" >&2' "$BIN" 2>&1)
+if gpu_msg "$err" && [[ $(printf '%s\n' "$err" | grep -c '^mpitrain-train:') -eq 1 && $err == *"rank 0 exit 2"* &&
+      $err == *"rank 1 exit 2"* ]]; then echo "ok: mpirun --use-gpu -> $(printf '%s\n' "$err" | grep '^mpitrain-train:')"
+else echo "FAIL: mpirun --use-gpu -> $err"; fail=1; fi
 exit $fail

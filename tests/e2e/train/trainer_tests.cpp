@@ -48,10 +48,10 @@ TrainerOptions options() {
 }
 
 TEST(Trainer, NonScalarLossIsANamedError) {
-  Result r = Trainer(options()).fit<Probe>({{"non_scalar", true}});
+  FitResult r = Trainer(options()).fit<Probe>({{"non_scalar", true}});
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("training_step must return a scalar loss, got a tensor of shape [8]"), std::string::npos) << r.error;
-  EXPECT_EQ(r.error_kind, "config") << "bad input, not a crash: the CLI exits 2 on it";
+  EXPECT_EQ(r.error_kind, ErrorKind::Config) << "bad input, not a crash: the CLI exits 2 on it";
 }
 
 // A fresh directory per test and job. Under mpirun every rank names the same one (the job's PMIx
@@ -77,14 +77,14 @@ TrainerOptions options_in(const FreshDir& dir) {
 TEST(Trainer, FitResumesFromLatestAndContinuesCounting) {
   FreshDir dir("resume");
   TrainerOptions o = options_in(dir);
-  Result first = Trainer(o).fit<Probe>({});
+  FitResult first = Trainer(o).fit<Probe>({});
   ASSERT_TRUE(first.ok()) << first.error;
   ASSERT_FALSE(first.checkpoint.empty());
   o.max_epochs = 3;
-  Result more = Trainer(o).fit<Probe>({}, "latest");
+  FitResult more = Trainer(o).fit<Probe>({}, "latest");
   ASSERT_TRUE(more.ok()) << more.error;
-  EXPECT_EQ(more.metrics.at("steps"), 3 * first.metrics.at("steps")) << "epochs 2 and 3 continue epoch 1's count";
-  EXPECT_EQ(more.metrics.at("epochs"), 3.0);
+  EXPECT_EQ(more.stats.steps, 3 * first.stats.steps) << "epochs 2 and 3 continue epoch 1's count";
+  EXPECT_EQ(more.stats.epochs, 3);
   EXPECT_EQ(more.metrics.at("best_flat"), 1.0) << "best values are kept as well as the last";
   EXPECT_NE(more.checkpoint.find("epoch=2-step="), std::string::npos) << more.checkpoint;
 }
@@ -93,21 +93,21 @@ TEST(Trainer, ValidateAndTestAreSeparateCalls) {
   FreshDir dir("validate");
   TrainerOptions o = options_in(dir);
   ASSERT_TRUE(Trainer(o).fit<Probe>({}).ok());
-  Result v = Trainer(o).validate("Probe", {}, "latest");
+  FitResult v = Trainer(o).validate("Probe", {}, "latest");
   ASSERT_TRUE(v.ok()) << v.error;
   EXPECT_EQ(v.metrics.at("flat"), 1.0);
   EXPECT_EQ(v.checkpoint.substr(v.checkpoint.size() - 3), ".h5") << "the checkpoint it evaluated";
-  EXPECT_FALSE(v.metrics.count("steps")) << "validate trains nothing";
+  EXPECT_EQ(v.stats.steps, 0) << "validate trains nothing";
 }
 
 TEST(Trainer, EvaluationErrorsAreNamed) {
   FreshDir dir("evaluate-errors");
   TrainerOptions o = options_in(dir);
-  Result none = Trainer(o).validate("Probe", {}, "latest");  // nothing trained in this directory
-  EXPECT_EQ(none.error_kind, "checkpoint");
+  FitResult none = Trainer(o).validate("Probe", {}, "latest");  // nothing trained in this directory
+  EXPECT_EQ(none.error_kind, ErrorKind::Checkpoint);
   EXPECT_NE(none.error.find("no checkpoint to resume from"), std::string::npos) << none.error;
-  Result test = Trainer(o).test("Probe", {}, "");  // Probe has no test set
-  EXPECT_EQ(test.error_kind, "config");
+  FitResult test = Trainer(o).test("Probe", {}, "");  // Probe has no test set
+  EXPECT_EQ(test.error_kind, ErrorKind::Config);
   EXPECT_NE(test.error.find("dataloaders(): no test dataset"), std::string::npos) << test.error;
 }
 
@@ -116,19 +116,19 @@ TEST(Trainer, EarlyStoppingStopsAfterPatienceEpochsWithoutImprovement) {
   o.max_epochs = 10;
   o.early_stopping.monitor = "flat";
   o.early_stopping.patience = 2;
-  Result r = Trainer(o).fit<Probe>({});
+  FitResult r = Trainer(o).fit<Probe>({});
   ASSERT_TRUE(r.ok()) << r.error;
-  EXPECT_EQ(r.metrics.at("epochs"), 3.0) << "epoch 1 sets the best, epochs 2 and 3 do not improve";
+  EXPECT_EQ(r.stats.epochs, 3) << "epoch 1 sets the best, epochs 2 and 3 do not improve";
   EXPECT_EQ(r.metrics.at("early_stopping_best"), 1.0);
 }
 
 TEST(Trainer, MetricsAreAveragedOverRanks) {
-  Result r = Trainer(options()).fit<Probe>({});
+  FitResult r = Trainer(options()).fit<Probe>({});
   ASSERT_TRUE(r.ok()) << r.error;
   // Every rank validates 16 of the 32 examples (2 ranks) with value rank+1: mean (1+2)/2.
   const int n = Runtime::current()->role() == Role::Spmd ? Runtime::current()->env().world_size : 2;
   EXPECT_DOUBLE_EQ(r.metrics.at("rank_plus_one"), (n + 1) / 2.0);
-  EXPECT_EQ(r.metrics.at("steps"), 64.0 / 8 / n);
+  EXPECT_EQ(r.stats.steps, 64 / 8 / n);
 }
 
 TEST(Trainer, BadOptionsAreRejectedUpFront) {

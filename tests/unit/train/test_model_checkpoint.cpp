@@ -11,7 +11,7 @@
 #include <functional>
 
 #include "mpitrain/errors.hpp"
-#include "mpitrain/train/model_checkpoint.hpp"
+#include "mpitrain/train/callbacks/model_checkpoint.hpp"
 #include "../../support/temp_dir.hpp"
 
 namespace mpitrain {

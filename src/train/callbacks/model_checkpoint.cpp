@@ -1,4 +1,4 @@
-#include "mpitrain/train/model_checkpoint.hpp"
+#include "mpitrain/train/callbacks/model_checkpoint.hpp"
 
 #include <unistd.h>
 
@@ -9,32 +9,18 @@
 #include <set>
 
 #include "hdf5_io/checkpoint_file.hpp"
-#include "json_number.hpp"
+#include "../json_number.hpp"
+#include "mpitrain/detail/json_options.hpp"
 #include "mpitrain/errors.hpp"
 
 namespace mpitrain {
 
 namespace fs = std::filesystem;
 
-nlohmann::json ModelCheckpointOptions::to_json() const {
-  return {{"enabled", enabled},   {"dirpath", dirpath},       {"every_n_epochs", every_n_epochs},
-          {"every_n_train_steps", every_n_train_steps},       {"monitor", monitor},
-          {"mode", mode},         {"save_top_k", save_top_k}, {"keep_last_k", keep_last_k},
-          {"save_last", save_last}};
-}
+nlohmann::json ModelCheckpointOptions::to_json() const { return *this; }
 
 ModelCheckpointOptions ModelCheckpointOptions::from_json(const nlohmann::json& j) {
-  ModelCheckpointOptions o;
-  o.enabled = j.value("enabled", o.enabled);
-  o.dirpath = j.value("dirpath", o.dirpath);
-  o.every_n_epochs = j.value("every_n_epochs", o.every_n_epochs);
-  o.every_n_train_steps = j.value("every_n_train_steps", o.every_n_train_steps);
-  o.monitor = j.value("monitor", o.monitor);
-  o.mode = j.value("mode", o.mode);
-  o.save_top_k = j.value("save_top_k", o.save_top_k);
-  o.keep_last_k = j.value("keep_last_k", o.keep_last_k);
-  o.save_last = j.value("save_last", o.save_last);
-  return o;
+  return detail::options_from_json<ModelCheckpointOptions>(j, "checkpoint options");
 }
 
 void ModelCheckpointOptions::validate() const {
@@ -54,6 +40,27 @@ bool ModelCheckpoint::due_after_step(int64_t step) const {
 
 bool ModelCheckpoint::due_after_epoch(int64_t epoch) const {
   return o_.enabled && o_.every_n_epochs > 0 && (epoch + 1) % o_.every_n_epochs == 0;
+}
+
+void ModelCheckpoint::on_train_batch_end(FitLoopView& loop, int64_t batch_idx, bool stepped) {
+  if (stepped && due_after_step(loop.global_step())) loop.save_checkpoint(loop.epoch(), batch_idx + 1, std::nullopt);
+}
+
+void ModelCheckpoint::on_train_epoch_end(FitLoopView& loop) {
+  const bool fresh = loop.last_saved_step() != loop.global_step();
+  if (loop.stopped_at_batch() >= 0) {  // inside the epoch: a resumed run with a larger max_steps goes on from there
+    if (enabled() && fresh) loop.save_checkpoint(loop.epoch(), loop.stopped_at_batch(), std::nullopt);
+    return;
+  }
+  if (!due_after_epoch(loop.epoch()) && !(loop.last_epoch() && enabled() && fresh)) return;
+  std::optional<double> score;
+  if (!o_.monitor.empty()) {
+    auto f = loop.epoch_metrics().find(o_.monitor);
+    if (f == loop.epoch_metrics().end())
+      throw ConfigError("ModelCheckpoint: metric '" + o_.monitor + "' was not logged this epoch");
+    score = f->second;
+  }
+  loop.save_checkpoint(loop.epoch() + 1, 0, score);
 }
 
 std::string ModelCheckpoint::file_name(int64_t epoch, int64_t step) {

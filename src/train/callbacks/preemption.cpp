@@ -26,4 +26,13 @@ PreemptionSignals::~PreemptionSignals() {
 
 int PreemptionSignals::received() { return g_signal.load(); }
 
+void Preemption::on_train_batch_end(FitLoopView& loop, int64_t b, bool stepped) {
+  if (!stepped) return;
+  int32_t sig = PreemptionSignals::received();
+  loop.engine().allreduce(&sig, 1, DType::Int32, ReduceOp::Max).wait();
+  if (!sig) return;
+  if (loop.last_saved_step() != loop.global_step()) loop.save_checkpoint(loop.epoch(), b + 1, std::nullopt);
+  loop.request_preemption(sig);
+}
+
 }  // namespace mpitrain::detail

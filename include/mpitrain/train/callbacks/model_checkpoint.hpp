@@ -1,5 +1,6 @@
 // ModelCheckpoint (Lightning's callback): when checkpoints are written, what they are called and
-// which are kept. The Trainer writes them (train/checkpoint.hpp); this class only decides.
+// which are kept. The fit loop writes them (train/checkpoint.hpp) when this callback asks, and
+// through it (record + publish) whenever anything else saves (preemption).
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -7,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "mpitrain/train/callback.hpp"
 
 namespace mpitrain {
 
@@ -21,14 +24,23 @@ struct ModelCheckpointOptions {
   int keep_last_k = 2;              ///< keep the k newest checkpoints (-1: all); `latest` is always kept
   bool save_last = true;            ///< maintain last.h5, a hard link to the newest checkpoint
 
-  nlohmann::json to_json() const;
+  nlohmann::json to_json() const;  ///< the JSON form of TrainerOptions::checkpoint
   static ModelCheckpointOptions from_json(const nlohmann::json& j);
   void validate() const;  ///< ConfigError naming the option
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ModelCheckpointOptions, enabled, dirpath, every_n_epochs,
+                                                every_n_train_steps, monitor, mode, save_top_k, keep_last_k, save_last)
 
-class ModelCheckpoint {
+class ModelCheckpoint : public Callback {
  public:
   ModelCheckpoint(ModelCheckpointOptions options, std::string dir);
+
+  // Callback: after every n-th step, at the end of every n-th epoch and of the last one.
+  std::string state_key() const override { return "model_checkpoint"; }
+  void on_train_batch_end(FitLoopView& loop, int64_t batch_idx, bool stepped) override;
+  void on_train_epoch_end(FitLoopView& loop) override;
+  nlohmann::json state_dict() const override { return state(); }
+  void load_state_dict(const nlohmann::json& j) override { load_state(j); }
 
   const std::string& dir() const { return dir_; }
   bool enabled() const { return o_.enabled; }

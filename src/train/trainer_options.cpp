@@ -1,0 +1,41 @@
+// TrainerOptions <-> JSON (one definition: the NLOHMANN_DEFINE_TYPE lists in trainer.hpp) and
+// validation, which names the option at fault.
+#include "mpitrain/detail/json_options.hpp"
+#include "mpitrain/train/trainer.hpp"
+
+namespace mpitrain {
+
+nlohmann::json TrainerOptions::to_json() const { return *this; }
+
+TrainerOptions TrainerOptions::from_json(const nlohmann::json& j) {
+  TrainerOptions o = detail::options_from_json<TrainerOptions>(j, "trainer options");
+  o.validate();
+  return o;
+}
+
+std::string TrainerOptions::checkpoint_dir() const {
+  return checkpoint.dirpath.empty() ? default_root_dir + "/checkpoints" : checkpoint.dirpath;
+}
+
+void TrainerOptions::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw ConfigError(msg);
+  };
+  need(max_epochs >= 1, "max_epochs must be >= 1 (got " + std::to_string(max_epochs) + ")");
+  need(max_steps == -1 || max_steps >= 1, "max_steps must be -1 or >= 1");
+  need(limit_train_batches == -1 || limit_train_batches >= 1, "limit_train_batches must be -1 or >= 1");
+  need(limit_val_batches >= -1, "limit_val_batches must be >= -1");
+  need(check_val_every_n_epoch >= 1, "check_val_every_n_epoch must be >= 1");
+  need(accumulate_grad_batches >= 1, "accumulate_grad_batches must be >= 1");
+  need(gradient_clip_val >= 0, "gradient_clip_val must be >= 0");
+  need(precision == "32" || precision == "bf16-mixed", "precision must be \"32\" or \"bf16-mixed\" (got \"" + precision + "\")");
+  need(log_every_n_steps >= 1, "log_every_n_steps must be >= 1");
+  for (const auto& l : loggers) need(l == "csv" || l == "tensorboard", "unknown logger '" + l + "' (available: csv, tensorboard)");
+  early_stopping.validate();
+  need(failure.max_failures >= 0, "failure.max_failures must be >= 0");
+  checkpoint.validate();
+  create_strategy(strategy);  // unknown names and bad strategy options fail here, before any spawn
+  for (const auto& c : callbacks) create_callback(c);
+}
+
+}  // namespace mpitrain
