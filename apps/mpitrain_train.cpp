@@ -4,7 +4,10 @@
 //
 // Flags map onto the JSON of TrainerOptions and of the Classifier's Config (kFlags below): a new
 // option is one line there, its type and default come from the option structs themselves.
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -54,6 +57,7 @@ const Flag kFlags[] = {
     {"loggers", "/trainer/loggers", "comma-separated: csv, tensorboard", Kind::CommaList},
     {"log-every-n-steps", "/trainer/log_every_n_steps", "progress line every N steps"},
     {"no-progress", "/trainer/enable_progress_bar", "no progress lines", Kind::NegatedSwitch},
+    {"allow-nonfinite-loss", "/trainer/check_finite_loss", "train on when the loss becomes NaN/inf (default: stop)", Kind::NegatedSwitch},
     {"checkpoint-dir", "/trainer/checkpoint/dirpath", "where checkpoints go (default OUTPUT_DIR/checkpoints)"},
     {"checkpoint-every-n-epochs", "/trainer/checkpoint/every_n_epochs", "0: off"},
     {"checkpoint-every-n-steps", "/trainer/checkpoint/every_n_train_steps", "0: off"},
@@ -124,6 +128,16 @@ json flag_value(const Flag& f, const po::variable_value& v, const json& d) {
   return v.as<std::string>();
 }
 
+// --summary-json must be writable before training starts, not found unwritable at the end.
+void check_summary_path(const std::string& path) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) throw ConfigError("--summary-json " + path + " is a directory");
+  const fs::path parent = fs::absolute(path).parent_path();
+  if (!fs::is_directory(parent) || ::access(parent.c_str(), W_OK | X_OK) != 0)
+    throw ConfigError("--summary-json " + path + ": directory " + parent.string() + " does not exist or is not writable");
+}
+
 int report(const FitResult& r, const Runtime& rt, const json& root, const std::string& summary_json) {
   const bool printer = rt.env().rank == 0;
   if (!r.ok()) {
@@ -148,7 +162,13 @@ int report(const FitResult& r, const Runtime& rt, const json& root, const std::s
   if (!r.failures.empty()) summary["failures"] = r.failures;
   if (r.metrics.count("test_acc")) summary["test_accuracy"] = r.metrics.at("test_acc");
   std::cout << "mpitrain-train: " << summary.dump() << "\n";
-  if (!summary_json.empty()) std::ofstream(summary_json) << summary.dump(2) << "\n";
+  if (summary_json.empty()) return 0;
+  std::ofstream out(summary_json);
+  out << summary.dump(2) << "\n";
+  if (!out.flush()) {
+    std::cerr << "mpitrain-train: cannot write --summary-json " << summary_json << "\n";
+    return 1;
+  }
   return 0;
 }
 
@@ -172,11 +192,13 @@ int main(int argc, char** argv) {
        "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH");
   try {
     po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
+    // No positional arguments: a stray word is a mistake, not something to ignore.
+    po::store(po::command_line_parser(argc, argv).options(desc).positional({}).run(), vm);
     if (vm.count("config")) {
       const std::string file = vm["config"].as<std::string>();
       std::ifstream in(file);
       if (!in) throw ConfigError("cannot read config file " + file);
+      if (!std::filesystem::is_regular_file(file)) throw ConfigError("config file " + file + " is not a regular file");
       po::store(po::parse_config_file(in, desc), vm);  // stored second: command-line values win
     }
     po::notify(vm);
@@ -194,6 +216,7 @@ int main(int argc, char** argv) {
       config["total_steps"] = root["trainer"]["max_steps"].get<int64_t>() > 0 ? root["trainer"]["max_steps"].get<int64_t>() : 1000000;
     if (!vm["workers"].defaulted()) root["trainer"]["mode"] = "spawn";  // an explicit --workers means spawn mode
     apps::validate_classifier_config(config);
+    check_summary_path(summary_json);  // on every rank: in SPMD all must fail alike
     Trainer trainer(TrainerOptions::from_json(root["trainer"]));
     return report(trainer.fit("Classifier", config, resume == "none" ? "" : resume), rt, root, summary_json);
   } catch (const po::error& e) {

@@ -1,5 +1,6 @@
 #include "classifier.hpp"
 
+#include <cmath>
 #include <filesystem>
 
 #include <ATen/ATen.h>
@@ -20,9 +21,14 @@ void validate_classifier_config(const Config& c) {
     throw ConfigError("unknown optimizer '" + opt + "' (expected sgd, adam or adamw)");
   if (sched != "none" && sched != "step" && sched != "cosine" && sched != "one-cycle")
     throw ConfigError("unknown scheduler '" + sched + "' (expected none, step, cosine or one-cycle)");
-  if (c.value("batch_size", 64) < 1)
-    throw ConfigError("batch size must be at least 1 (got " + std::to_string(c.value("batch_size", 64)) + ")");
-  if (!(c.value("lr", 0.05) > 0)) throw ConfigError("learning rate must be positive");
+  const int64_t batch = c.value("batch_size", int64_t(64));
+  if (batch < 1 || batch > (int64_t(1) << 31) - 1)
+    throw ConfigError("batch size must be at least 1" + std::string(batch < 1 ? "" : " and below 2^31") + " (got " +
+                      std::to_string(batch) + ")");
+  const double lr = c.value("lr", 0.05);
+  if (!(lr > 0) || !std::isfinite(lr)) throw ConfigError("learning rate must be positive and finite (got " + std::to_string(lr) + ")");
+  for (const char* k : {"momentum", "weight_decay"})
+    if (!std::isfinite(c.value(k, 0.0))) throw ConfigError(std::string(k) + " must be finite (got " + std::to_string(c.value(k, 0.0)) + ")");
   if (dataset == "fashion-mnist") {
     const std::string dir = c.value("data_dir", std::string(kFashionMnistDir));
     for (const char* f : {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"})
@@ -100,7 +106,11 @@ DataLoaders Classifier::dataloaders() {
       if (images.dim() != 4 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
         throw ConfigError("dataset file " + path + ": " + x + " must hold 28x28 single-channel images, got rows of shape " +
                           c10::str(raw->input().sizes().slice(1)));
-      return std::make_shared<RankShardDataset>(images.contiguous(), raw->target().to(at::kLong), raw->name());
+      at::Tensor labels = raw->target().to(at::kLong);
+      if (labels.numel() > 0 && (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= 10))
+        throw ConfigError("dataset file " + path + ": " + y + " holds labels from " + std::to_string(labels.min().item<int64_t>()) +
+                          " to " + std::to_string(labels.max().item<int64_t>()) + ", the model has classes 0..9");
+      return std::make_shared<RankShardDataset>(images.contiguous(), labels, raw->name());
     };
     d.train = shard("X", "y");
     if (hdf5_has_dataset(path, "X_test")) d.val = d.test = shard("X_test", "y_test");

@@ -3,6 +3,7 @@
 #include "chunk_reader.hpp"
 #include "chunk_writer.hpp"
 #include "error_stack.hpp"
+#include "integrity.hpp"
 
 #include <ATen/ATen.h>
 
@@ -148,6 +149,7 @@ void write_tensor(H5::Group& parent, const std::string& name, const at::Tensor& 
     }
     H5::DataSet ds = parent.createDataSet(name, ti.type, space, props);
     set_attribute(ds, "dtype", ti.name);  // before the data: the header stays in one piece, ahead of it
+    detail::write_digest(ds, t);
     if (chunked)  // checksummed chunks written directly (chunk_writer.hpp): the same bytes, faster
       detail::write_chunks(ds, int(dims.size()), static_cast<const uint8_t*>(t.data_ptr()), size_t(dims[0]),
                            size_t(row), size_t(chunk[0]));
@@ -209,11 +211,15 @@ static at::Tensor read_impl(const H5::Group& parent, const std::string& name, in
     const TypeInfo ti = type_of(st);
     H5::DataSpace mem = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(int(dims.size()), dims.data());
     try {
+      if (start < 0) detail::check_chunk_index(ds, full);  // before reading: name a damaged index
       if (start < 0 && !dims.empty() &&  // checksummed chunks read directly (chunk_reader.hpp)
           detail::read_chunks(ds, ti.type, static_cast<uint8_t*>(t.data_ptr()), size_t(dims[0]),
-                              size_t(t.numel() / int64_t(dims[0])) * t.element_size()))
+                              size_t(t.numel() / int64_t(dims[0])) * t.element_size())) {
+        detail::check_digest(ds, t, full);
         return t;
+      }
       ds.read(t.data_ptr(), ti.type, mem, file_space);
+      if (start < 0) detail::check_digest(ds, t, full);
     } catch (const H5::Exception& e) {  // here, before ds's destructor clears HDF5's error stack
       // A failed Fletcher-32 check surfaces here as a read error of this dataset.
       throw CheckpointError("cannot read dataset " + full + " (corrupt or truncated?): " + detail::hdf5_cause(e));

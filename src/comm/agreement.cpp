@@ -66,6 +66,17 @@ std::exception_ptr agreed_failure(Communicator& comm, const std::exception_ptr& 
   }
 }
 
+int raised_on_rank(const std::string& message, std::string* text) {
+  static const std::string marker = " (raised on rank ";
+  if (text) *text = message;
+  const size_t at = message.rfind(marker);
+  if (at == std::string::npos || message.empty() || message.back() != ')') return -1;
+  const std::string digits = message.substr(at + marker.size(), message.size() - 1 - at - marker.size());
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  if (text) *text = message.substr(0, at);
+  return std::stoi(digits);
+}
+
 void agree_on_failure(Communicator& comm, const std::exception_ptr& mine) {
   if (auto e = agreed_failure(comm, mine)) std::rethrow_exception(e);
 }

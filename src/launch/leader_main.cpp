@@ -2,19 +2,48 @@
 // purpose: it starts in milliseconds, where a LibTorch-linked binary takes ~0.65 s to load.
 // Usage: mpitrain-leader <worker executable> <num_workers> <driver channel>
 // Spawns <num_workers> copies of <worker executable> with --mpitrain-worker=<channel> and waits
-// until they disconnect. Exit codes: 0 done, 2 usage, 3 spawn failed.
+// until they disconnect, or ends them all when the driver (its parent) is gone. Exit codes: 0 done,
+// 2 usage, 3 spawn failed, 5 the driver is gone.
 #include <mpi.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "process_table.hpp"
+
+namespace {
+// The job must not outlive its driver: when the driver (this process's parent) is gone, end
+// Open MPI's daemon (a child of this process, in a session of its own) and every worker in that
+// session, then this process. Polled, so it also covers a driver killed by SIGKILL.
+void watch_parent() {
+  const pid_t parent = ::getppid(), self = ::getpid();
+  std::thread([parent, self] {
+    while (::getppid() == parent) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (const auto& p : mpitrain::detail::processes())
+      if (p.ppid == self) {
+        if (p.session == p.pid)
+          for (pid_t member : mpitrain::detail::session_members(p.session)) ::kill(member, SIGKILL);
+        ::kill(p.pid, SIGKILL);
+      }
+    std::fprintf(stderr, "mpitrain-leader: the driver is gone; ended its job\n");
+    ::_exit(5);
+  }).detach();
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4 || std::atoi(argv[2]) <= 0) {
     std::fprintf(stderr, "usage: mpitrain-leader <worker executable> <num_workers> <driver channel>\n");
     return 2;
   }
+  watch_parent();
   MPI_Init(&argc, &argv);
   MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -23,7 +23,9 @@ int agreed_device_count(Communicator& comm, const Environment& env) {
                                                ") sees no CUDA device (" + why + ")"
                                          : std::string();
   broadcast_bytes(comm, who, first);
-  throw ConfigError("use_gpu requested, but " + who + "; run without --use-gpu, or on nodes with GPUs");
+  // Ranks other than the one named end the message as agreed_failure does, so reporters name it.
+  throw ConfigError("use_gpu requested, but " + who + "; run without --use-gpu, or on nodes with GPUs" +
+                    (comm.rank() == first ? "" : " (raised on rank " + std::to_string(first) + ")"));
 }
 #endif
 }  // namespace

@@ -1,28 +1,49 @@
 // The /proc process table: live processes, session members, children, signal names.
 #include "process_table.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace mpitrain::detail {
 
+namespace {
+// /proc/<pid>/stat of a process that may exit at any moment: a failed open or read is "gone",
+// never an exception (an ifstream read of a vanished process throws std::ios_failure).
+bool read_stat(const char* pid, std::string& out) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t n;
+  out.clear();
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+  ::close(fd);
+  return n == 0 && !out.empty();
+}
+}  // namespace
+
 std::vector<ProcStat> processes() {
   std::vector<ProcStat> out;
-  for (auto& d : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = d.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(d.path() / "stat");
-    std::string s((std::istreambuf_iterator<char>(f)), {});
+  DIR* dir = ::opendir("/proc");  // readdir tolerates entries vanishing while it runs
+  if (!dir) return out;
+  std::string s;
+  while (const dirent* d = ::readdir(dir)) {
+    if (!std::isdigit(static_cast<unsigned char>(d->d_name[0])) || !read_stat(d->d_name, s)) continue;
     auto close = s.rfind(')');  // the command name may contain spaces and parentheses
-    if (close == std::string::npos) continue;
-    std::istringstream rest(s.substr(close + 2));
-    char state;
-    long ppid, pgrp, session;
-    if (rest >> state >> ppid >> pgrp >> session && state != 'Z')
-      out.push_back({pid_t(std::stol(name)), pid_t(ppid), pid_t(session)});
+    if (close == std::string::npos || close + 2 > s.size()) continue;
+    char state = 0;
+    long ppid = 0, pgrp = 0, session = 0;
+    if (std::sscanf(s.c_str() + close + 2, "%c %ld %ld %ld", &state, &ppid, &pgrp, &session) == 4 && state != 'Z')
+      out.push_back({pid_t(std::atol(d->d_name)), pid_t(ppid), pid_t(session)});
   }
+  ::closedir(dir);
   return out;
 }
 

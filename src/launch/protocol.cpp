@@ -15,13 +15,14 @@ const char* message_type_name(MessageType t) {
     case MessageType::Log: return "log";
     case MessageType::Result: return "result";
     case MessageType::Error: return "error";
+    case MessageType::Stop: return "stop";
   }
   return "unknown";
 }
 
 std::optional<MessageType> parse_message_type(const std::string& name) {
   for (MessageType t : {MessageType::Hello, MessageType::Task, MessageType::Heartbeat, MessageType::Progress,
-                        MessageType::Metric, MessageType::Log, MessageType::Result, MessageType::Error})
+                        MessageType::Metric, MessageType::Log, MessageType::Result, MessageType::Error, MessageType::Stop})
     if (name == message_type_name(t)) return t;
   return std::nullopt;
 }

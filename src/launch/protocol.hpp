@@ -10,7 +10,7 @@ namespace mpitrain::detail {
 
 /// Carried in hello (worker -> driver) and task (driver -> worker) as "protocol". Bump it when a
 /// message changes meaning, so that mixed builds fail clearly instead of misreading each other.
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 1;  // (the stop message, added later, is one old peers ignore)
 
 struct MessageHeader {
   MessageType type;

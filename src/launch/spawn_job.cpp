@@ -6,14 +6,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "channel.hpp"
 #include "console.hpp"
+#include "driver_signals.hpp"
 #include "leader_process.hpp"
 #include "mpitrain/errors.hpp"
 #include "mpitrain/launch/runtime.hpp"
 #include "process_table.hpp"
+#include "mpitrain/detail/json_number.hpp"
 #include "protocol.hpp"
 
 namespace mpitrain::detail {
@@ -45,6 +48,7 @@ class Job {
     result_.total_seconds = since(t0_);
     return result_;
   }
+  int signal_to_reraise() const { return reraise_; }
 
  private:
   void fail(int rank, const std::string& msg, ErrorKind kind = ErrorKind::Died) {
@@ -62,6 +66,8 @@ class Job {
       if (c.open()) fds.push_back({c.fd(), POLLIN, 0});
     ::poll(fds.data(), fds.size(), 100);
     read_leader_stderr(leader_.stderr_fd, leader_stderr_);
+    check_signals();
+    if (done_) return;
     accept_workers();
     if (done_) return;
     read_workers();
@@ -72,6 +78,25 @@ class Job {
                    " workers started within " + std::to_string(opts_.startup_timeout.count()) + " s" + launcher_tail(leader_stderr_));
     if (results_ == scaling_.num_workers && leader_exited_) done_ = true;
   }
+
+  // SIGTERM/SIGINT to the driver: the first becomes a stop message to every worker (and to those
+  // still connecting); a second ends the job at once and is re-raised once it is torn down.
+  void check_signals() {
+    const int n = signals_.count();
+    if (n == 0) return;
+    const std::string what = signal_text(signals_.last());
+    if (n >= 2) {
+      reraise_ = signals_.last();
+      return fail(-1, "stopped at once by a second " + what, ErrorKind::Died);
+    }
+    if (stop_sent_) return;
+    stop_sent_ = true;
+    std::cerr << "mpitrain: " << what << ": the workers checkpoint and stop at the next step (send it again to stop at once)"
+              << std::endl;
+    for (auto& c : channels_)
+      if (c.open()) c.send(stop_message());
+  }
+  nlohmann::json stop_message() const { return make_message(MessageType::Stop, -1, {{"signal", signals_.last()}}); }
 
   // New connections, and those that have not said hello yet.
   void accept_workers() {
@@ -112,6 +137,7 @@ class Job {
     result_.worker_pids[size_t(r)] = msgs[0].value("pid", 0);
     channels_[size_t(r)] = std::move(c);
     channels_[size_t(r)].send(task_);
+    if (stop_sent_) channels_[size_t(r)].send(stop_message());
     for (size_t k = 1; k < msgs.size(); ++k) handle(r, msgs[k]);
     if (++ready_ == scaling_.num_workers) result_.ready_seconds = since(t0_);
     opts_.on_message(msgs[0]);
@@ -138,7 +164,7 @@ class Job {
     } catch (const Error& e) {
       return fail(r, e.what(), ErrorKind::Error);
     }
-    if (type == MessageType::Metric) result_.metrics[m.value("name", "")] = m.value("value", 0.0);
+    if (type == MessageType::Metric) result_.metrics[m.value("name", "")] = detail::number_or_nan(m.value("value", nlohmann::json()));
     if (type == MessageType::Result) {
       got_result_[size_t(r)] = true;
       ++results_;
@@ -147,7 +173,7 @@ class Job {
     }
     if (type == MessageType::Error) {
       const ErrorKind kind = parse_error_kind(m.value("kind", ""));
-      fail(r, m.value("message", "unknown error"), kind == ErrorKind::None ? ErrorKind::Exception : kind);
+      fail(m.value("origin", r), m.value("message", "unknown error"), kind == ErrorKind::None ? ErrorKind::Exception : kind);
     }
     if (type != MessageType::Heartbeat) opts_.on_message(m);
   }
@@ -204,6 +230,8 @@ class Job {
 
   ScalingConfig scaling_;
   LaunchOptions opts_;
+  DriverSignals signals_;
+  bool stop_sent_ = false;
   nlohmann::json task_;
   Listener listener_;
   std::vector<LineChannel> pending_, channels_;
@@ -215,14 +243,22 @@ class Job {
   std::string leader_stderr_;
   int ready_ = 0, results_ = 0;
   bool done_ = false, leader_exited_ = false, torn_down_ = false;
+  int reraise_ = 0;  // a second SIGTERM/SIGINT: re-raised by run_spawn_job once the job is gone
 };
 
 }  // namespace
 
 Result run_spawn_job(const std::string& entry, const nlohmann::json& payload, const ScalingConfig& scaling,
                      const LaunchOptions& options) {
-  Job job(entry, payload, scaling, options);
-  return job.run();
+  Result r;
+  int reraise = 0;
+  {
+    Job job(entry, payload, scaling, options);
+    r = job.run();
+    reraise = job.signal_to_reraise();
+  }  // handlers restored
+  if (reraise) ::raise(reraise);  // the default action (or the caller's handler) of a second signal
+  return r;
 }
 
 }  // namespace mpitrain::detail

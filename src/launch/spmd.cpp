@@ -9,6 +9,7 @@
 #include "mpitrain/comm/agreement.hpp"
 #include "mpitrain/launch/make_communicator.hpp"
 #include "mpitrain/launch/runtime.hpp"
+#include "mpitrain/detail/json_number.hpp"
 #include "protocol.hpp"
 
 namespace mpitrain::detail {
@@ -24,7 +25,7 @@ Result run_in_place(const EntryPoint& fn, const nlohmann::json& payload, const S
   auto on_message = o.on_message ? o.on_message : default_message_handler;
   const int rank = env.rank;
   TaskContext ctx(env, *comm, [&](const nlohmann::json& m) {
-    if (read_header(m).type == MessageType::Metric) result.metrics[m.value("name", "")] = m.value("value", 0.0);
+    if (read_header(m).type == MessageType::Metric) result.metrics[m.value("name", "")] = detail::number_or_nan(m.value("value", nlohmann::json()));
     if (rank == 0) on_message(m);  // only rank 0 prints
   });
   const auto t0 = std::chrono::steady_clock::now();

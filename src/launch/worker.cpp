@@ -5,46 +5,62 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <mpi.h>
+#include <poll.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "channel.hpp"
+#include "mpitrain/comm/agreement.hpp"
 #include "mpitrain/launch/make_communicator.hpp"
 #include "mpitrain/launch/registry.hpp"
+#include "mpitrain/launch/stop_request.hpp"
 #include "protocol.hpp"
 
 namespace mpitrain::detail {
 
 namespace {
 
-// Heartbeats go on their own thread straight to the socket (no MPI), so a worker busy in a long
-// step still shows it is alive.
-class Heartbeat {
+// The worker's side of its link to the driver, on a thread of its own (no MPI), so that it works
+// while the training thread is busy in a long step or wedged in a collective: a heartbeat every
+// second, the driver's stop message turned into a stop request, and the end of the driver (its
+// socket closed) into the end of this process: no worker outlives its driver.
+class DriverLink {
  public:
-  Heartbeat(LineChannel& ch, int rank) : thread_([this, &ch, rank] {
-    std::unique_lock<std::mutex> lock(m_);
-    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; }))
-      ch.send(make_message(MessageType::Heartbeat, rank));
-  }) {}
-  ~Heartbeat() {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+  DriverLink(LineChannel& ch, int rank) : thread_([this, &ch, rank] { run(ch, rank); }) {}
+  ~DriverLink() {
+    stop_ = true;
+    thread_.join();  // within one poll interval
   }
 
  private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool stop_ = false;
+  void run(LineChannel& ch, int rank) {
+    auto next_beat = std::chrono::steady_clock::now();
+    while (!stop_) {
+      if (std::chrono::steady_clock::now() >= next_beat) {
+        if (!ch.send(make_message(MessageType::Heartbeat, rank))) driver_gone(rank);
+        next_beat += std::chrono::seconds(1);
+      }
+      pollfd p{ch.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      bool eof = false;
+      for (const auto& m : ch.receive(&eof)) {
+        if (m.value("type", "") == message_type_name(MessageType::Stop)) request_stop(m.value("signal", SIGTERM));
+      }
+      if (eof) driver_gone(rank);
+    }
+  }
+  [[noreturn]] static void driver_gone(int rank) {
+    std::fprintf(stderr, "mpitrain worker rank %d: the driver is gone; exiting\n", rank);
+    ::_exit(4);
+  }
+  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 
@@ -58,7 +74,11 @@ void set_blas_threads(int n) {
 }
 
 [[noreturn]] void fail(LineChannel& ch, int rank, const std::string& msg, ErrorKind kind = ErrorKind::Exception) {
-  ch.send(make_message(MessageType::Error, rank, {{"message", msg}, {"kind", error_kind_name(kind)}}));
+  // A failure the ranks agreed on names where it began: every rank reports it as that rank's.
+  std::string text;
+  const int origin = raised_on_rank(msg, &text);
+  ch.send(make_message(MessageType::Error, rank,
+                       {{"message", text}, {"kind", error_kind_name(kind)}, {"origin", origin >= 0 ? origin : rank}}));
   std::fflush(stdout);
   std::fflush(stderr);
   // No MPI_Finalize: peers may be inside a collective. The driver tears the job down.
@@ -94,7 +114,7 @@ void serve_worker(const std::string& channel_name) {
     if (!fn) fail(ch, rank, "unknown entry point '" + entry + "' in the worker binary");
     at::set_num_threads(std::max(1, task->value("cpus_per_worker", 1)));
     set_blas_threads(std::max(1, task->value("cpus_per_worker", 1)));
-    Heartbeat heartbeat(ch, rank);
+    DriverLink link(ch, rank);
     nlohmann::json value;
     double wall = 0;
     {

@@ -175,7 +175,8 @@ void read_optimizer_state(torch::optim::Optimizer& opt, torch::nn::Module& m, Op
       if (keys.empty()) continue;  // never stepped
       std::map<std::string, at::Tensor> t;
       for (const auto& key : keys) {
-        t[key] = in.read_state(name, key);
+        t[key] = in.read_state(name, key);  // host memory; the state lives where its parameter does
+        if (key != "step" && t[key].device() != params[k].device()) t[key] = t[key].to(params[k].device());
         if (key != "step" && t[key].sizes() != params[k].sizes())
           throw CheckpointError(src + ": dataset /optimizer/" + name + "/" + key + " has shape " +
                                 c10::str(t[key].sizes()) + ", the parameter has " + c10::str(params[k].sizes()));

@@ -42,6 +42,8 @@ std::string resolve_checkpoint_path(const std::string& ckpt_path, const std::str
   if (ckpt_path.empty()) return "";
   if (ckpt_path == "latest" || ckpt_path == "auto") {
     const std::string latest = hdf5_io::read_latest(dir);
+    if (latest.empty() && std::filesystem::exists(dir + "/latest"))  // never restart over a damaged pointer
+      throw CheckpointError(dir + "/latest is empty or unreadable: name the checkpoint to resume from, or remove it");
     if (latest.empty()) {
       if (ckpt_path == "auto") return "";
       throw CheckpointError("no checkpoint to resume from: " + dir + "/latest does not exist");
@@ -64,18 +66,24 @@ FitResult Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext& ctx
   MetricSink sink;
   detail::ModuleAccess::bind(m, &sink, rank, n);
   const torch::Device device(ctx.env().device);
-  if (!device.is_cpu()) m.to(device);
   Engine engine(ctx.comm());
   FitResult r;
-  detail::on_every_rank(engine, [&] {
+  std::unique_ptr<DataLoader> loader;
+  detail::on_every_rank(engine, [&] {  // bad input fails alike on every rank, and is reported once
+    if (!device.is_cpu()) m.to(device);
     r.checkpoint = resolve_checkpoint_path(ckpt_path, o.checkpoint_dir());
     if (!r.checkpoint.empty()) load_checkpoint(r.checkpoint, m, nullptr, rank);
+    DataLoaders dl = m.dataloaders();
+    if (dl.batch_size < 1) throw ConfigError("batch size must be at least 1 (got " + std::to_string(dl.batch_size) + ")");
+    loader = detail::loader_for(stage == "test" ? dl.test : dl.val, n, rank, dl.batch_size);
+    if (!loader) throw ConfigError("dataloaders(): no " + std::string(stage == "test" ? "test" : "validation") + " dataset");
   });
-  DataLoaders dl = m.dataloaders();
-  if (dl.batch_size < 1) throw ConfigError("batch size must be at least 1 (got " + std::to_string(dl.batch_size) + ")");
-  const auto& ds = stage == "test" ? dl.test : dl.val;
-  if (!ds) throw ConfigError("dataloaders(): no " + std::string(stage == "test" ? "test" : "validation") + " dataset");
-  detail::run_evaluation(m, *detail::loader_for(ds, n, rank, dl.batch_size), stage == "test", stage == "test" ? -1 : o.limit_val_batches, device);
+  try {
+    detail::run_evaluation(m, *loader, stage == "test", stage == "test" ? -1 : o.limit_val_batches, device);
+  } catch (const std::exception&) {
+    detail::fail_fast_unless_agreed(ctx.env().role == Role::Spmd);  // one rank's failure ends an SPMD job at once
+    throw;
+  }
   r.metrics = sink.reduce_epoch(engine);
   for (auto& [k, v] : r.metrics) ctx.report_metric(k, v);
   return r;

@@ -1,6 +1,7 @@
 #include "fit_loop.hpp"
 
 #include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 
 #include <chrono>
 #include <cmath>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <set>
 
 #include "callbacks/metric_loggers.hpp"
 #include "callbacks/preemption.hpp"
@@ -66,12 +69,27 @@ void FitLoop::build_callbacks() {
   for (const auto& spec : o_.callbacks) callbacks_.push_back(create_callback(spec));
   checkpoint_ = std::make_shared<ModelCheckpoint>(o_.checkpoint, o_.checkpoint_dir());
   callbacks_.push_back(checkpoint_);  // after the others: it sees their decisions (a stop) and state
-  if (ctx_.env().role == Role::Spmd) callbacks_.push_back(std::make_shared<Preemption>());
+  callbacks_.push_back(std::make_shared<Preemption>(ctx_.env().role == Role::Spmd));
+  std::set<std::string> keys;  // each state_dict has its own place in checkpoints
+  for (const auto& c : callbacks_)
+    if (!keys.insert(c->state_key()).second)
+      throw ConfigError("two callbacks share the state key '" + c->state_key() + "' (their checkpoint state would collide)");
 }
 
 void FitLoop::setup() {
   if (o_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   ModuleAccess::bind(m_, &sink_, rank_, world_);
+  engine_ = std::make_unique<Engine>(ctx_.comm());
+  on_every_rank(*engine_, [&] { prepare(); });
+  strategy_->setup(m_, optim_.optimizer.get(), *engine_);
+}
+
+// The module's data, device, optimizer and strategy: no collectives, so every rank can agree on
+// the outcome (bad input fails alike everywhere).
+void FitLoop::prepare() {
+  if (device_.is_cuda() && !torch::cuda::is_available())
+    throw ConfigError("use_gpu: this LibTorch was built without CUDA (torch::cuda::is_available() is false); "
+                      "build mpitrain against a CUDA LibTorch, or run without --use-gpu");
   DataLoaders dl = m_.dataloaders();
   if (!dl.train) throw ConfigError("dataloaders(): no training dataset");
   if (dl.batch_size < 1) throw ConfigError("batch size must be at least 1 (got " + std::to_string(dl.batch_size) + ")");
@@ -81,9 +99,7 @@ void FitLoop::setup() {
   if (!device_.is_cpu()) m_.to(device_);  // before the optimizer sees the parameters
   optim_ = m_.configure_optimizers();
   if (!optim_.optimizer) throw ConfigError("configure_optimizers(): no optimizer");
-  engine_ = std::make_unique<Engine>(ctx_.comm());
   strategy_ = create_strategy(o_.strategy);
-  strategy_->setup(m_, optim_.optimizer.get(), *engine_);
 }
 
 bool FitLoop::last_epoch() const { return stop_ || max_steps_reached() || epoch_ + 1 == o_.max_epochs; }
@@ -111,6 +127,7 @@ FitResult FitLoop::run() {
     return r;
   } catch (const std::exception& e) {
     each_callback([&](Callback& c) { c.on_exception(*this, e); });
+    fail_fast_unless_agreed(ctx_.env().role == Role::Spmd);
     throw;
   }
 }
@@ -121,10 +138,10 @@ void FitLoop::run_epoch() {
   if (start > 0 && resume_rng_.defined()) set_rng_state(resume_rng_);  // mid-epoch: where the generator was
   train_->set_epoch(epoch_);
   m_.train();
-  each_callback([&](Callback& c) { c.on_train_epoch_start(*this); });
-  m_.on_train_epoch_start(epoch_);
   batches_ = o_.limit_train_batches < 0 ? train_->batches_per_epoch()
                                         : std::min(o_.limit_train_batches, train_->batches_per_epoch());
+  each_callback([&](Callback& c) { c.on_train_epoch_start(*this); });
+  m_.on_train_epoch_start(epoch_);
   auto it = train_->epoch(std::min(start, batches_));
   strategy_->zero_grad();
   for (int64_t b = start; b < batches_; ++b) {
@@ -151,16 +168,38 @@ void FitLoop::run_epoch() {
 void FitLoop::train_batch(const Batch& batch, int64_t b, bool sync) {
   strategy_->before_backward(sync);
   torch::Tensor loss;
-  {
+  double value = 0;
+  std::exception_ptr failure;
+  try {
     Autocast autocast(o_.precision == "bf16-mixed");
     loss = m_.training_step(batch, b);
+    if (!loss.defined() || loss.numel() != 1)
+      throw ConfigError("training_step must return a scalar loss, got " +
+                        (loss.defined() ? "a tensor of shape " + c10::str(loss.sizes()) : std::string("an undefined tensor")));
+    value = loss.item<double>();
+  } catch (...) {
+    failure = std::current_exception();
   }
-  if (!loss.defined() || loss.numel() != 1)
-    throw ConfigError("training_step must return a scalar loss, got " +
-                      (loss.defined() ? "a tensor of shape " + c10::str(loss.sizes()) : std::string("an undefined tensor")));
+  agree_on_batch(failure, value);  // before backward: no rank goes on alone, no NaN reaches the gradients
   (loss.to(torch::kFloat) / double(o_.accumulate_grad_batches)).backward();
-  m_.log("train_loss", loss.item<double>(), {.on_step = true, .prog_bar = true}, batch.size());
+  m_.log("train_loss", value, {.on_step = true, .prog_bar = true}, batch.size());
   samples_ += batch.size();
+}
+
+void FitLoop::agree_on_batch(const std::exception_ptr& failure, double loss) {
+  // Collective, one int per batch: the lowest rank whose training_step failed (code 3) or whose
+  // loss is not finite (NaN 0, +inf 1, -inf 2), so that every rank stops at this batch alike.
+  const int32_t none = std::numeric_limits<int32_t>::max();
+  int32_t code = none;
+  if (failure) code = rank_ * 4 + 3;
+  else if (o_.check_finite_loss && !std::isfinite(loss)) code = rank_ * 4 + (std::isnan(loss) ? 0 : loss > 0 ? 1 : 2);
+  engine_->allreduce(&code, 1, DType::Int32, ReduceOp::Min).wait();
+  if (code == none) return;
+  if (code % 4 == 3) agree_or_throw(*engine_, failure);  // that rank's exception, on every rank
+  static const char* const how[] = {"NaN", "inf", "-inf"};
+  throw_agreed(Error("train_loss became " + std::string(how[code % 4]) + " at step " + std::to_string(steps_ + 1) +
+                     " (rank " + std::to_string(code / 4) + "); lower the learning rate, check the data, or set "
+                     "check_finite_loss = false (--allow-nonfinite-loss)"));
 }
 
 void FitLoop::optimizer_step() {
@@ -173,7 +212,13 @@ void FitLoop::optimizer_step() {
   step_values_ = sink_.take_step_values();
 }
 
+// Under agreement: a failure every rank raises alike (a monitored metric that was not logged) is
+// reported once, as bad input.
 void FitLoop::end_epoch() {
+  on_every_rank(*engine_, [&] { end_epoch_hooks(); });
+}
+
+void FitLoop::end_epoch_hooks() {
   m_.on_train_epoch_end(epoch_);
   const bool validate = val_ && (epoch_ + 1) % o_.check_val_every_n_epoch == 0;
   if (validate) {

@@ -72,9 +72,12 @@ class FitLoop final : public FitLoopView {
   void build_callbacks();
   void restore();  // fit_loop_checkpoint.cpp
   void run_epoch();
+  void prepare();
   void train_batch(const Batch& batch, int64_t b, bool sync);
+  void agree_on_batch(const std::exception_ptr& failure, double loss);
   void optimizer_step();
   void end_epoch();
+  void end_epoch_hooks();
   FitResult finish();
   bool max_steps_reached() const { return o_.max_steps > 0 && steps_ >= o_.max_steps; }
   nlohmann::json callback_states() const;

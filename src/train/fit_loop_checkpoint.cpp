@@ -5,7 +5,7 @@
 
 #include "fit_loop.hpp"
 #include "hdf5_io/checkpoint_file.hpp"
-#include "json_number.hpp"
+#include "mpitrain/detail/json_number.hpp"
 #include "rank_agreement.hpp"
 
 namespace mpitrain::detail {
@@ -22,6 +22,19 @@ nlohmann::json FitLoop::callback_states() const {
 void FitLoop::load_callback_states(const nlohmann::json& states) {
   for (auto& c : callbacks_)
     if (states.contains(c->state_key())) c->load_state_dict(states[c->state_key()]);
+}
+
+// Callback states of a checkpoint: {"callbacks": {key: state}}; checkpoints written before
+// callbacks were plug-ins kept EarlyStopping's and ModelCheckpoint's state at the top level.
+static nlohmann::json callback_states_of(const nlohmann::json& extra) {
+  if (extra.contains("callbacks")) return extra["callbacks"];
+  nlohmann::json states = nlohmann::json::object();
+  if (extra.contains("model_checkpoint")) states["model_checkpoint"] = extra["model_checkpoint"];
+  if (extra.contains("early_stopping_best"))
+    states["early_stopping"] = {{"best", extra["early_stopping_best"]},
+                                {"bad_epochs", extra.value("early_stopping_bad_epochs", int64_t(0))},
+                                {"stopped", extra.value("early_stopped", false)}};
+  return states;
 }
 
 void FitLoop::save_checkpoint(int64_t epoch, int64_t batch_in_epoch, std::optional<double> score) {
@@ -56,8 +69,13 @@ void FitLoop::save_checkpoint(int64_t epoch, int64_t batch_in_epoch, std::option
       writer = std::make_unique<CheckpointFileWriter>(dir + "/" + name, m_, st,
                                                       optim_.scheduler ? optim_.scheduler->steps() : 0, rngs, meta);
     });
-  // Collective for strategies that stream their shards to rank 0: every rank takes part.
-  attempt([&] { strategy_->save_optimizer_state(writer ? &writer->optimizer() : nullptr); });
+  // Collective for strategies that stream their shards to rank 0: every rank takes part, also a
+  // rank 0 whose file failed (it then passes no writer, and the failure is reported below).
+  try {
+    strategy_->save_optimizer_state(writer && !err ? &writer->optimizer() : nullptr);
+  } catch (const std::exception& e) {
+    if (!err) err = std::make_exception_ptr(Error("cannot write checkpoint " + dir + "/" + name + ": " + e.what()));
+  }
   if (rank_ == 0)
     attempt([&] {
       writer->commit();
@@ -79,7 +97,7 @@ void FitLoop::restore() {
           resumed_from_, m_, rank_, [&](OptimizerStateReader& r) { strategy_->load_optimizer_state(r); },
           optim_.scheduler.get());
       state = c.state;
-      load_callback_states(state.extra.value("callbacks", nlohmann::json::object()));
+      load_callback_states(callback_states_of(state.extra));
       best_ = numbers_from_json(state.extra.value("best_metrics", nlohmann::json::object()));
       last_ = numbers_from_json(state.extra.value("last_metrics", nlohmann::json::object()));
       if (state.extra.contains("epoch_sums")) sink_.load_state(state.extra["epoch_sums"], rank_ == 0);
@@ -107,7 +125,7 @@ void FitLoop::restore() {
       throw CheckpointError("checkpoint " + resumed_from_ + ": bad trainer state (" + e.what() + ")");
     }
   });
-  resume_epoch_ = epochs_done_ = state.epoch;
+  epoch_ = resume_epoch_ = epochs_done_ = state.epoch;
   resume_batch_ = state.batch_in_epoch;
   steps_ = state.global_step;
   if (!resumed_from_.empty()) {

@@ -1,6 +1,6 @@
 #include "mpitrain/train/fit_result.hpp"
 
-#include "json_number.hpp"
+#include "mpitrain/detail/json_number.hpp"
 
 namespace mpitrain {
 

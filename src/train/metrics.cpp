@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "json_number.hpp"
+#include "mpitrain/detail/json_number.hpp"
 
 namespace mpitrain {
 

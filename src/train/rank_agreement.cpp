@@ -7,10 +7,42 @@
 
 namespace mpitrain::detail {
 
+namespace {
+thread_local const void* t_agreed = nullptr;  // the exception object last marked agreed on this thread
+const void* handled_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return &e;
+  } catch (...) {
+    return nullptr;
+  }
+}
+}  // namespace
+
+void throw_agreed(const Error& e) {
+  try {
+    throw e;
+  } catch (const std::exception& x) {
+    t_agreed = &x;
+    throw;
+  }
+}
+
 void agree_or_throw(Engine& engine, const std::exception_ptr& mine) {
   std::exception_ptr agreed;  // computed on the engine thread, thrown here: a throw there poisons the engine
   engine.enqueue([&](Communicator& c) { agreed = agreed_failure(c, mine); }).wait();
-  if (agreed) std::rethrow_exception(agreed);
+  if (!agreed) return;
+  try {
+    std::rethrow_exception(agreed);
+  } catch (const std::exception& e) {
+    t_agreed = &e;  // the same object unwinds from here: its address identifies it in the catch
+    throw;
+  }
+}
+
+void fail_fast_unless_agreed(bool spmd) {
+  if (spmd && handled_exception() != t_agreed) std::terminate();
 }
 
 std::vector<at::Tensor> gather_rng_states(Engine& engine) {

@@ -12,23 +12,12 @@
 #include "mpitrain/errors.hpp"
 #include "mpitrain/train/loggers.hpp"
 
+#include "hdf5_io/crc32c.hpp"
+
 namespace mpitrain {
 
 namespace {
 
-const uint32_t* crc_table() {
-  static uint32_t t[256];
-  static bool init = [] {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-    return true;
-  }();
-  (void)init;
-  return t;
-}
 
 uint32_t masked(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 
@@ -57,13 +46,7 @@ double now() { return std::chrono::duration<double>(std::chrono::system_clock::n
 
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t n) {
-  const uint32_t* t = crc_table();
-  uint32_t c = 0xFFFFFFFFu;
-  auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) c = t[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
+uint32_t crc32c(const void* data, size_t n) { return hdf5_io::crc32c(data, n); }
 
 TensorBoardLogger::TensorBoardLogger(const std::string& dir) {
   std::filesystem::create_directories(dir);

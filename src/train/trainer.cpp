@@ -2,6 +2,11 @@
 // failed fit from its latest checkpoint as FailureConfig allows.
 #include "mpitrain/train/trainer.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "hdf5_io/checkpoint_file.hpp"
@@ -24,6 +29,23 @@ FitResult result_of(const Result& job) {
   return fit_result_from_json(job.value);
 }
 
+// Bad paths are bad input, found before any worker starts (and in SPMD on every rank, before
+// training): the directory is created if need be and must be a writable directory.
+void require_writable_directory(const std::string& dir, const std::string& what) {
+  if (dir.empty()) throw ConfigError(what + " is empty");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw ConfigError(what + " " + dir + " cannot be created: " + ec.message());
+  if (!std::filesystem::is_directory(dir, ec)) throw ConfigError(what + " " + dir + " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw ConfigError(what + " " + dir + " is not writable: " + std::strerror(errno));
+}
+
+void require_output_paths(const TrainerOptions& o) {
+  if (!o.loggers.empty()) require_writable_directory(o.default_root_dir, "output directory");
+  if (o.checkpoint.enabled) require_writable_directory(o.checkpoint_dir(), "checkpoint directory");
+}
+
 FitResult finished(FitResult r, const TrainerOptions& o) {
   if (o.throw_on_error && !r.ok()) throw WorkerFailure(r.error, r.failed_rank, r.error_kind);
   return r;
@@ -36,6 +58,7 @@ Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) { opts_.val
 FitResult Trainer::fit(const std::string& module_name, const Config& given, const std::string& ckpt_path) const {
   const Config config = given.is_null() ? Config::object() : given;  // fit<M>({}) passes null
   create_module(module_name, config);  // unknown names and bad configs fail here, before any spawn
+  require_output_paths(opts_);
   LaunchOptions lo;
   lo.mode = opts_.mode;
   nlohmann::json payload = {{"module", module_name}, {"config", config}, {"trainer", opts_.to_json()}, {"ckpt_path", ckpt_path}};

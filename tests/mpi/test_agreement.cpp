@@ -150,5 +150,15 @@ TEST(BytesDType, UInt8AllreduceIsRefusedAndTheCommunicatorStaysUsable) {
   EXPECT_EQ(s, "still works");
 }
 
+TEST(AgreeOnFailure, TheOriginRankIsReadBackFromTheMessage) {
+  std::string text;
+  EXPECT_EQ(raised_on_rank("bad batch (raised on rank 12)", &text), 12);
+  EXPECT_EQ(text, "bad batch");
+  EXPECT_EQ(raised_on_rank("bad batch", &text), -1);
+  EXPECT_EQ(text, "bad batch");
+  EXPECT_EQ(raised_on_rank("odd (raised on rank x)", &text), -1);
+  EXPECT_EQ(text, "odd (raised on rank x)");
+}
+
 }  // namespace
 }  // namespace mpitrain::test

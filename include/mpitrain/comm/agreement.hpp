@@ -21,6 +21,10 @@ std::vector<std::string> allgather_bytes(Communicator& comm, const std::string& 
 /// family (ErrorKind) whose message ends with " (raised on rank r)". Throws only CommError.
 std::exception_ptr agreed_failure(Communicator& comm, const std::exception_ptr& mine);
 
+/// The rank named by agreed_failure's " (raised on rank r)" ending of `message`, or -1; `text`
+/// (if given) gets the message without it. Lets a reporter name the rank where a failure began.
+int raised_on_rank(const std::string& message, std::string* text = nullptr);
+
 /// Collective: rethrows agreed_failure(comm, mine) if there is one.
 void agree_on_failure(Communicator& comm, const std::exception_ptr& mine);
 

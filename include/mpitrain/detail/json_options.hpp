@@ -42,17 +42,33 @@ inline void check_options(const nlohmann::json& given, const nlohmann::json& def
   }
 }
 
+/// Throws ConfigError for a number of `given` that did not survive the conversion into the
+/// struct (`back` is the struct as JSON again): a value out of range of its field (2^31 in an int).
+inline void check_round_trip(const nlohmann::json& given, const nlohmann::json& back, const std::string& what,
+                             const std::string& path = "") {
+  for (const auto& [key, value] : given.items()) {
+    if (!back.contains(key)) continue;
+    const std::string name = path.empty() ? key : path + "." + key;
+    if (value.is_object() && back[key].is_object()) check_round_trip(value, back[key], what, name);
+    else if (value.is_number() && back[key] != value)
+      throw ConfigError(what + ": option '" + name + "' is out of range (got " + value.dump() + ")");
+  }
+}
+
 /// T from JSON (missing keys keep T's defaults), checked as above. `what` names it in errors.
 template <class T>
 T options_from_json(const nlohmann::json& j, const std::string& what) {
   const T defaults{};
   if (j.is_null()) return defaults;
   check_options(j, nlohmann::json(defaults), what);
+  T out;
   try {
-    return j.get<T>();
+    out = j.get<T>();
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(what + ": " + e.what());
   }
+  check_round_trip(j, nlohmann::json(out), what);
+  return out;
 }
 
 }  // namespace mpitrain::detail

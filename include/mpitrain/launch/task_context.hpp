@@ -15,8 +15,9 @@ namespace mpitrain {
 
 /// Kinds of driver <-> worker messages; the "type" field of every message is the kind's name.
 /// Task goes driver -> worker, every other kind worker -> driver (and to LaunchOptions::on_message).
-enum class MessageType { Hello, Task, Heartbeat, Progress, Metric, Log, Result, Error };
-/// "hello", "task", "heartbeat", "progress", "metric", "log", "result", "error".
+/// Stop: driver -> worker, "checkpoint and stop at the next step" (the driver got SIGTERM/SIGINT).
+enum class MessageType { Hello, Task, Heartbeat, Progress, Metric, Log, Result, Error, Stop };
+/// "hello", "task", "heartbeat", "progress", "metric", "log", "result", "error", "stop".
 const char* message_type_name(MessageType t);
 /// The inverse of message_type_name; nullopt for a name it does not know.
 std::optional<MessageType> parse_message_type(const std::string& name);

@@ -77,7 +77,8 @@ class Callback {
   /// After the epoch's training and validation, with its metrics aggregated (Lightning 2's order).
   virtual void on_train_epoch_end(FitLoopView& loop) {}
   virtual void on_fit_end(FitLoopView& loop) {}
-  /// fit is failing with `error` (the same on every rank); cleanup only, no collectives.
+  /// fit is failing with `error` (on this rank: one rank's own failure ends an SPMD job at once
+  /// after this hook); cleanup only, no collectives.
   virtual void on_exception(FitLoopView& loop, const std::exception& error) {}
 
   /// State saved in checkpoints (null: none), restored by load_state_dict before on_fit_start.

@@ -40,6 +40,9 @@ struct TrainerOptions {
   bool enable_progress_bar = true;
   int64_t log_every_n_steps = 50;
   bool run_test = true;                 ///< after fit, evaluate the test set if the module has one
+  /// A NaN or infinite training loss on any rank stops fit on every rank at that step (an Error:
+  /// "train_loss became NaN at step S (rank R)"); false: train on (one tiny allreduce per batch less).
+  bool check_finite_loss = true;
   std::vector<std::string> loggers = {"csv"};  ///< "csv" (metrics.csv), "tensorboard" (tensorboard/events.*)
   EarlyStoppingOptions early_stopping;  ///< the EarlyStopping callback, when `monitor` is set
   ModelCheckpointOptions checkpoint;    ///< the ModelCheckpoint callback (on by default: every epoch)
@@ -102,7 +105,8 @@ class Trainer {
 std::string resolve_checkpoint_path(const std::string& ckpt_path, const std::string& dir);
 
 // JSON forms of the option structs: each listed once, here (DESIGN §4).
-NLOHMANN_JSON_SERIALIZE_ENUM(LaunchMode, {{LaunchMode::Auto, "auto"}, {LaunchMode::Spawn, "spawn"}, {LaunchMode::Spmd, "spmd"}})
+void to_json(nlohmann::json& j, const LaunchMode& m);    ///< "auto", "spawn", "spmd"
+void from_json(const nlohmann::json& j, LaunchMode& m);  ///< ConfigError for any other value
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ScalingConfig, num_workers, cpus_per_worker, use_gpu)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FailureConfig, max_failures)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StrategySpec, name, options)
@@ -110,7 +114,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CallbackSpec, name, options)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainerOptions, max_epochs, max_steps, limit_train_batches,
                                                 limit_val_batches, check_val_every_n_epoch, accumulate_grad_batches,
                                                 gradient_clip_val, precision, seed, deterministic, default_root_dir,
-                                                enable_progress_bar, log_every_n_steps, run_test, loggers,
+                                                enable_progress_bar, log_every_n_steps, run_test, check_finite_loss, loggers,
                                                 early_stopping, checkpoint, callbacks, failure, strategy, scaling, mode,
                                                 throw_on_error)
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "../json_number.hpp"
+#include "mpitrain/detail/json_number.hpp"
 #include "mpitrain/errors.hpp"
 
 namespace mpitrain {

@@ -9,7 +9,7 @@
 #include <set>
 
 #include "hdf5_io/checkpoint_file.hpp"
-#include "../json_number.hpp"
+#include "mpitrain/detail/json_number.hpp"
 #include "mpitrain/detail/json_options.hpp"
 #include "mpitrain/errors.hpp"
 

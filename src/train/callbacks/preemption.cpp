@@ -1,16 +1,15 @@
 #include "preemption.hpp"
 
-#include <atomic>
+#include "mpitrain/launch/stop_request.hpp"
 
 namespace mpitrain::detail {
 
 namespace {
-std::atomic<int> g_signal{0};
-extern "C" void on_preemption_signal(int sig) { g_signal.store(sig); }
+extern "C" void on_preemption_signal(int sig) { request_stop(sig); }
 }  // namespace
 
 PreemptionSignals::PreemptionSignals() {
-  g_signal.store(0);
+  clear_stop_request();  // a signal of an earlier fit in this process is spent
   struct sigaction sa {};
   sa.sa_handler = on_preemption_signal;
   sigemptyset(&sa.sa_mask);
@@ -24,11 +23,13 @@ PreemptionSignals::~PreemptionSignals() {
   sigaction(SIGUSR1, &old_usr1_, nullptr);
 }
 
-int PreemptionSignals::received() { return g_signal.load(); }
+Preemption::Preemption(bool install_handlers) {
+  if (install_handlers) signals_ = std::make_unique<PreemptionSignals>();
+}
 
 void Preemption::on_train_batch_end(FitLoopView& loop, int64_t b, bool stepped) {
   if (!stepped) return;
-  int32_t sig = PreemptionSignals::received();
+  int32_t sig = stop_requested();
   loop.engine().allreduce(&sig, 1, DType::Int32, ReduceOp::Max).wait();
   if (!sig) return;
   if (loop.last_saved_step() != loop.global_step()) loop.save_checkpoint(loop.epoch(), b + 1, std::nullopt);

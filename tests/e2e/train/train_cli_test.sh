@@ -99,4 +99,44 @@ err=$(timeout -k 5 120 mpirun -n 2 --oversubscribe sh -c \
 if gpu_msg "$err" && [[ $(printf '%s\n' "$err" | grep -c '^mpitrain-train:') -eq 1 && $err == *"rank 0 exit 2"* &&
       $err == *"rank 1 exit 2"* ]]; then echo "ok: mpirun --use-gpu -> $(printf '%s\n' "$err" | grep '^mpitrain-train:')"
 else echo "FAIL: mpirun --use-gpu -> $err"; fail=1; fi
+
+# 6. A loss that becomes NaN/inf stops every rank at the same step with exit 1 and one line, spawned
+#    and under mpirun; --allow-nonfinite-loss trains on and metrics.csv shows the NaN.
+nan=(--dataset synthetic --lr 1e30 --limit-train-batches 20 --no-progress --no-checkpoint)
+err=$(timeout -k 5 120 "$BIN" "${nan[@]}" 2>&1 >/dev/null); rc=$?
+if [[ $rc -eq 1 && $err == *"train_loss became "*" at step "*" (rank "* && $(printf '%s\n' "$err" | grep -c .) -eq 1 ]]; then
+  echo "ok: spawned NaN run -> $err"
+else echo "FAIL: spawned NaN run -> exit $rc: $err"; fail=1; fi
+err=$(timeout -k 5 120 mpirun -n 2 --oversubscribe sh -c \
+  '"$0" "$@" >/dev/null; echo "rank $OMPI_COMM_WORLD_RANK exit $?" >&2' "$BIN" "${nan[@]}" 2>&1)
+if [[ $(printf '%s\n' "$err" | grep -c '^mpitrain-train: train_loss became .* at step') -eq 1 && $err == *"rank 0 exit 1"* &&
+      $err == *"rank 1 exit 1"* ]]; then echo "ok: mpirun NaN run -> $(printf '%s\n' "$err" | grep '^mpitrain-train:')"
+else echo "FAIL: mpirun NaN run -> $err"; fail=1; fi
+timeout -k 5 120 "$BIN" "${nan[@]}" --allow-nonfinite-loss --output-dir nanrun > nanrun.log 2>&1; rc=$?
+if [[ $rc -eq 0 ]] && grep -qiE ',train_loss(_epoch)?,-?nan$' nanrun/metrics.csv; then echo "ok: --allow-nonfinite-loss trains on; metrics.csv: $(grep -m1 -iE 'train_loss(_epoch)?,-?nan' nanrun/metrics.csv)"
+else echo "FAIL: --allow-nonfinite-loss -> exit $rc"; cat nanrun.log; head nanrun/metrics.csv; fail=1; fi
+expect "learning rate must be positive and finite" -- --lr inf
+
+# 7. Bad paths and values are bad input: one line, exit 2, before any worker starts.
+touch afile
+mkdir -p emptylatest/checkpoints && : > emptylatest/checkpoints/latest
+expect "output directory afile cannot be created" -- --dataset synthetic --output-dir afile
+expect "output directory /proc/x cannot be created" -- --dataset synthetic --output-dir /proc/x
+expect "output directory is empty" -- --dataset synthetic --output-dir ""
+expect "checkpoint directory /proc/x cannot be created" -- --dataset synthetic --checkpoint-dir /proc/x
+expect "--summary-json $work is a directory" -- --dataset synthetic --summary-json "$work"
+expect "does not exist or is not writable" -- --dataset synthetic --summary-json /nonexistent/s.json
+expect "emptylatest/checkpoints/latest is empty or unreadable" -- --dataset synthetic --output-dir emptylatest --resume auto
+expect "config file /tmp is not a regular file" -- --config /tmp
+expect "config file /dev/zero is not a regular file" -- --config /dev/zero
+expect "too many positional options" -- --dataset synthetic stray
+expect "batch size must be at least 1 and below 2^31 (got 2147483648)" -- --batch-size 2147483648
+expect "option 'scaling.num_workers' is out of range (got 4294967298)" -- --workers 4294967298
+if [[ -f fm.h5 ]]; then
+  /usr/bin/python3 -c "
+import h5py, numpy as np
+with h5py.File('badlabels.h5', 'w') as f:
+    f['X'] = np.zeros((64, 28, 28), np.uint8); f['y'] = np.full(64, 12, np.int64)"
+  expect "y holds labels from 12 to 12, the model has classes 0..9" -- --dataset hdf5:badlabels.h5 --workers 2
+fi
 exit $fail
