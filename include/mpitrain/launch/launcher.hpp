@@ -25,6 +25,9 @@ struct ScalingConfig {
   /// One CUDA device per worker and the NCCL backend for device buffers (make_communicator.hpp);
   /// a ConfigError on every rank where the build has no NCCL or a rank sees no device.
   bool use_gpu = false;
+  /// Trainer (spawn mode): allow num_workers x cpus_per_worker beyond this node's CPUs (slow, and
+  /// enough workers exhaust memory); refused with a ConfigError otherwise.
+  bool oversubscribe = false;
 };
 
 enum class LaunchMode {
@@ -37,6 +40,10 @@ struct LaunchOptions {
   LaunchMode mode = LaunchMode::Auto;
   std::chrono::seconds startup_timeout{120};           ///< launch -> every worker said hello
   std::chrono::milliseconds comm_timeout{300000};      ///< deadline of the workers' collectives
+  /// Spawn mode: a worker that sends nothing, not even its once-a-second heartbeat (sent by a
+  /// thread of its own, so a slow step keeps beating), for this long is stopped or hung: the job
+  /// fails naming it. 0: off.
+  std::chrono::milliseconds liveness_timeout{30000};
   std::chrono::milliseconds failure_report_wait{1500}; ///< after a worker vanished: wait this long for the
                                                        ///< launcher's account of why (signal, exit code)
   /// Throw WorkerFailure instead of returning a Result whose error is set.

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -135,6 +137,37 @@ TEST(Driver, TwentyLaunchesLeaveNoProcessThreadOrDescriptor) {
   EXPECT_EQ(count_entries("/proc/self/fd"), fds) << "file descriptors leaked";
   EXPECT_EQ(count_entries("/proc/self/task"), threads) << "threads leaked";
   EXPECT_EQ(count_children(), 0);
+}
+
+// Issue 16, item 7: launches while processes start and exit around them (the /proc scans of the
+// launcher used to throw when a process vanished mid-read). Run by e2e_launch_churn, which sets
+// MPITRAIN_TEST_CHURN_LAUNCHES (200); skipped otherwise.
+TEST(Driver, ManyLaunchesUnderProcessChurn) {
+  const char* n_env = std::getenv("MPITRAIN_TEST_CHURN_LAUNCHES");
+  const int n = n_env ? std::atoi(n_env) : 0;
+  if (n <= 0) GTEST_SKIP() << "set MPITRAIN_TEST_CHURN_LAUNCHES";
+  std::atomic<bool> stop{false};
+  std::atomic<long> churned{0};
+  std::thread churn([&] {  // short-lived processes, one after another, for the whole test
+    while (!stop) {
+      const pid_t p = ::fork();
+      if (p == 0) ::_exit(0);
+      if (p > 0 && ::waitpid(p, nullptr, 0) == p) ++churned;
+      ::usleep(500);  // ~1000 a second, without taking a whole core from the launches
+    }
+  });
+  int ok = 0;
+  for (int k = 0; k < n; ++k) {
+    Result r = launch("sum_ranks", {}, {2, 1, false});
+    EXPECT_TRUE(r.ok()) << "launch " << k << ": " << r.error;
+    if (r.ok()) ++ok;
+    for (int pid : r.worker_pids) EXPECT_FALSE(process_alive(pid)) << "launch " << k << ": worker pid " << pid << " survived";
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(count_children(), 0) << "a leader process was left behind";  // the churn's children are reaped by now
+  std::printf("%d of %d launches ok while %ld processes started and exited around them\n", ok, n, churned.load());
+  EXPECT_GT(churned.load(), long(n)) << "the churn ran";
 }
 
 Result launch_failing_impl(const std::string& how, int kill_signal);

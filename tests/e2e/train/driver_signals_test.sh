@@ -87,4 +87,16 @@ wait $d
 rc=$?
 if [[ $rc -eq 130 ]]; then ok "SIGINT twice -> stopped at once (exit $rc)"; else bad "SIGINT twice -> exit $rc"; cat int.log; fi
 gone_within $d 10 && ok "SIGINT twice: no process of the job is left" || bad "SIGINT twice: the job outlived its driver"
+
+# 5. SIGKILL of the job's leader: the failure names the leader, not a worker; nothing is left.
+"$BIN" "${long[@]}" --output-dir "$work/leader" > leader.log 2>&1 &
+d=$!
+wait_for_checkpoint leader || bad "leader: no checkpoint within 60 s"
+kill -KILL "$(pgrep -f -- "mpitrain-leader .* mpitrain-$d-")"
+wait $d
+rc=$?
+if [[ $rc -eq 1 ]] && grep -q "the job's leader (mpitrain-leader, pid [0-9]*) was killed by signal 9" leader.log; then
+  ok "leader SIGKILLed -> $(grep -o "the job's leader[^;]*" leader.log | head -1)"
+else bad "leader SIGKILLed -> exit $rc"; cat leader.log; fi
+gone_within $d 10 && ok "leader SIGKILLed: no process of the job is left" || bad "leader SIGKILLed: the job outlived it"
 exit $fail
