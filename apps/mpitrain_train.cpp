@@ -36,6 +36,7 @@ const Flag kFlags[] = {
     {"workers", "/trainer/scaling/num_workers", "workers to spawn when run alone"},
     {"cpus-per-worker", "/trainer/scaling/cpus_per_worker", "LibTorch threads per worker"},
     {"use-gpu", "/trainer/scaling/use_gpu", "one CUDA device per rank, NCCL for gradients", Kind::Switch},
+    {"oversubscribe", "/trainer/scaling/oversubscribe", "allow workers x cpus-per-worker beyond this node's CPUs", Kind::Switch},
     {"strategy", "/trainer/strategy/name", "ddp (or any registered strategy)"},
     {"strategy-options", "/trainer/strategy/options", "the strategy's options as JSON, e.g. '{\"bucket_cap_bytes\": 4194304}'", Kind::Json},
     {"epochs", "/trainer/max_epochs", "max epochs"},
@@ -67,6 +68,9 @@ const Flag kFlags[] = {
     {"save-top-k", "/trainer/checkpoint/save_top_k", "with --monitor: best checkpoints kept"},
     {"no-checkpoint", "/trainer/checkpoint/enabled", "write no checkpoints", Kind::NegatedSwitch},
     {"max-failures", "/trainer/failure/max_failures", "spawn mode: relaunch a failed job from its latest checkpoint up to N times"},
+    {"comm-timeout", "/trainer/comm_timeout_s", "seconds a collective may wait for a peer before the job fails"},
+    {"liveness-timeout", "/trainer/liveness_timeout_s", "spawn mode: seconds without a worker's heartbeat (stopped/hung) (0: off)"},
+    {"startup-timeout", "/trainer/startup_timeout_s", "spawn mode: seconds for every worker to start and connect"},
 };
 
 json defaults() {

@@ -1,58 +1,22 @@
 #include "fit_loop.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <set>
 
+#include "autocast.hpp"
 #include "callbacks/metric_loggers.hpp"
 #include "callbacks/preemption.hpp"
 #include "callbacks/progress_bar.hpp"
 #include "mpitrain/strategy/registry.hpp"
 #include "rank_agreement.hpp"
 #include "seeds.hpp"
+#include "test_hooks.hpp"
 
 namespace mpitrain::detail {
-
-namespace {
-
-// Test hook (fault injection for the resume tests): MPITRAIN_TEST_KILL_AT_STEP="RANK:STEP:MARKER"
-// makes that rank SIGKILL itself after that optimizer step, once: MARKER (a file) records that it did.
-void maybe_kill_self(int rank, int64_t step) {
-  static const char* spec = std::getenv("MPITRAIN_TEST_KILL_AT_STEP");
-  if (!spec || !*spec) return;
-  int r = -1;
-  long long s = -1;
-  char marker[4096] = {0};
-  if (std::sscanf(spec, "%d:%lld:%4095s", &r, &s, marker) != 3 || r != rank || s != step) return;
-  if (std::filesystem::exists(marker)) return;
-  std::ofstream(marker) << "killed rank " << rank << " after step " << step << "\n";
-  std::raise(SIGKILL);
-}
-
-// bf16-mixed: CPU autocast around the module's forward and loss only.
-struct Autocast {
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-  bool on_;
-};
-
-}  // namespace
 
 FitLoop::FitLoop(Module& m, const TrainerOptions& o, TaskContext& ctx, const FitInfo& info)
     : m_(m), o_(o), ctx_(ctx), info_(info), rank_(ctx.rank()), world_(ctx.world_size()), device_(ctx.env().device) {
@@ -156,7 +120,7 @@ void FitLoop::run_epoch() {
     train_batch(batch, b, sync);
     if (sync) optimizer_step();
     each_callback([&](Callback& c) { c.on_train_batch_end(*this, b, sync); });
-    if (sync) maybe_kill_self(rank_, steps_);
+    if (sync) test_hooks_after_step(rank_, steps_);
     if (preempted_by_) return;
     if (sync && max_steps_reached() && b + 1 < batches_) {
       stopped_at_batch_ = b + 1;

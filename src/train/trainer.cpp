@@ -2,6 +2,7 @@
 // failed fit from its latest checkpoint as FailureConfig allows.
 #include "mpitrain/train/trainer.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,9 +42,32 @@ void require_writable_directory(const std::string& dir, const std::string& what)
     throw ConfigError(what + " " + dir + " is not writable: " + std::strerror(errno));
 }
 
+// Spawned workers beyond the node's CPUs run slowly, and enough of them exhaust its memory.
+void require_cpus(const TrainerOptions& o) {
+  const Runtime* rt = Runtime::current();
+  if (o.scaling.oversubscribe || (rt && rt->role() == Role::Spmd)) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const long cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : ::sysconf(_SC_NPROCESSORS_ONLN);
+  const long want = long(o.scaling.num_workers) * long(o.scaling.cpus_per_worker);
+  if (cpus > 0 && want > cpus)
+    throw ConfigError(std::to_string(o.scaling.num_workers) + " workers x " + std::to_string(o.scaling.cpus_per_worker) +
+                      " CPUs each = " + std::to_string(want) + " CPUs, but this node has " + std::to_string(cpus) +
+                      " for this process (scaling.oversubscribe / --oversubscribe to run anyway)");
+}
+
 void require_output_paths(const TrainerOptions& o) {
   if (!o.loggers.empty()) require_writable_directory(o.default_root_dir, "output directory");
   if (o.checkpoint.enabled) require_writable_directory(o.checkpoint_dir(), "checkpoint directory");
+}
+
+LaunchOptions launch_options(const TrainerOptions& o) {
+  LaunchOptions lo;
+  lo.mode = o.mode;
+  lo.comm_timeout = std::chrono::milliseconds(int64_t(o.comm_timeout_s * 1000));
+  lo.liveness_timeout = std::chrono::milliseconds(int64_t(o.liveness_timeout_s * 1000));
+  lo.startup_timeout = std::chrono::seconds(std::max<int64_t>(1, int64_t(o.startup_timeout_s)));
+  return lo;
 }
 
 FitResult finished(FitResult r, const TrainerOptions& o) {
@@ -59,8 +83,8 @@ FitResult Trainer::fit(const std::string& module_name, const Config& given, cons
   const Config config = given.is_null() ? Config::object() : given;  // fit<M>({}) passes null
   create_module(module_name, config);  // unknown names and bad configs fail here, before any spawn
   require_output_paths(opts_);
-  LaunchOptions lo;
-  lo.mode = opts_.mode;
+  require_cpus(opts_);
+  const LaunchOptions lo = launch_options(opts_);
   nlohmann::json payload = {{"module", module_name}, {"config", config}, {"trainer", opts_.to_json()}, {"ckpt_path", ckpt_path}};
   std::vector<std::string> failures;
   FitResult r;
@@ -88,8 +112,7 @@ FitResult Trainer::launch_stage(const std::string& stage, const std::string& mod
                                 const std::string& ckpt_path) const {
   const Config config = given.is_null() ? Config::object() : given;
   create_module(module_name, config);
-  LaunchOptions lo;
-  lo.mode = opts_.mode;
+  const LaunchOptions lo = launch_options(opts_);
   return finished(result_of(launch("mpitrain.evaluate",
                                    {{"module", module_name}, {"config", config}, {"trainer", opts_.to_json()},
                                     {"ckpt_path", ckpt_path}, {"stage", stage}},

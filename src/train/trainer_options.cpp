@@ -49,6 +49,9 @@ void TrainerOptions::validate() const {
   need(gradient_clip_val >= 0 && std::isfinite(gradient_clip_val), "gradient_clip_val must be >= 0 and finite");
   need(precision == "32" || precision == "bf16-mixed", "precision must be \"32\" or \"bf16-mixed\" (got \"" + precision + "\")");
   need(log_every_n_steps >= 1, "log_every_n_steps must be >= 1");
+  need(comm_timeout_s > 0 && comm_timeout_s < 1e7, "comm_timeout_s must be > 0 (seconds)");
+  need(liveness_timeout_s >= 0 && liveness_timeout_s < 1e7, "liveness_timeout_s must be >= 0 (seconds; 0: off)");
+  need(startup_timeout_s > 0 && startup_timeout_s < 1e7, "startup_timeout_s must be > 0 (seconds)");
   for (const auto& l : loggers) need(l == "csv" || l == "tensorboard", "unknown logger '" + l + "' (available: csv, tensorboard)");
   early_stopping.validate();
   need(failure.max_failures >= 0, "failure.max_failures must be >= 0");

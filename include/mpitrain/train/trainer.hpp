@@ -50,6 +50,9 @@ struct TrainerOptions {
   FailureConfig failure;
   StrategySpec strategy;                ///< {"ddp", DDPOptions as JSON} by default
   ScalingConfig scaling;                ///< spawn mode: workers, their threads, use_gpu
+  double comm_timeout_s = 300;          ///< deadline of every collective (a dead or diverged peer)
+  double liveness_timeout_s = 30;       ///< spawn mode: a worker silent this long is stopped or hung; 0: off
+  double startup_timeout_s = 120;       ///< spawn mode: launch -> every worker connected
   LaunchMode mode = LaunchMode::Auto;
   bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning an error
 
@@ -107,7 +110,7 @@ std::string resolve_checkpoint_path(const std::string& ckpt_path, const std::str
 // JSON forms of the option structs: each listed once, here (DESIGN §4).
 void to_json(nlohmann::json& j, const LaunchMode& m);    ///< "auto", "spawn", "spmd"
 void from_json(const nlohmann::json& j, LaunchMode& m);  ///< ConfigError for any other value
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ScalingConfig, num_workers, cpus_per_worker, use_gpu)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ScalingConfig, num_workers, cpus_per_worker, use_gpu, oversubscribe)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FailureConfig, max_failures)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StrategySpec, name, options)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CallbackSpec, name, options)
@@ -115,7 +118,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainerOptions, max_epochs, max_
                                                 limit_val_batches, check_val_every_n_epoch, accumulate_grad_batches,
                                                 gradient_clip_val, precision, seed, deterministic, default_root_dir,
                                                 enable_progress_bar, log_every_n_steps, run_test, check_finite_loss, loggers,
-                                                early_stopping, checkpoint, callbacks, failure, strategy, scaling, mode,
+                                                early_stopping, checkpoint, callbacks, failure, strategy, scaling,
+                                                comm_timeout_s, liveness_timeout_s, startup_timeout_s, mode,
                                                 throw_on_error)
 
 }  // namespace mpitrain

@@ -132,6 +132,8 @@ expect "config file /dev/zero is not a regular file" -- --config /dev/zero
 expect "too many positional options" -- --dataset synthetic stray
 expect "batch size must be at least 1 and below 2^31 (got 2147483648)" -- --batch-size 2147483648
 expect "option 'scaling.num_workers' is out of range (got 4294967298)" -- --workers 4294967298
+expect "100 workers x 1 CPUs each = 100 CPUs, but this node has" -- --dataset synthetic --workers 100
+expect "2 workers x 1000 CPUs each = 2000 CPUs, but this node has" -- --dataset synthetic --cpus-per-worker 1000
 if [[ -f fm.h5 ]]; then
   /usr/bin/python3 -c "
 import h5py, numpy as np
