@@ -12,6 +12,7 @@
 
 #include "mpitrain/comm/tensor_collectives.hpp"
 #include "mpitrain/data/synthetic.hpp"
+#include "../../support/fit_test_support.hpp"
 #include "mpitrain/launch/runtime.hpp"
 #include "mpitrain/strategy/registry.hpp"
 #include "mpitrain/train/trainer.hpp"
@@ -143,17 +144,9 @@ namespace {
 
 int world() { return Runtime::current()->role() == Role::Spmd ? Runtime::current()->env().world_size : 2; }
 
-// A fresh directory per test and job (under mpirun every rank names the same one).
-struct FreshDir {
-  std::string path;
-  explicit FreshDir(const std::string& name) {
-    const char* job = std::getenv("PMIX_NAMESPACE");
-    path = ::testing::TempDir() + "/mpitrain-plugin-tests-" + name + "-" + (job ? job : std::to_string(::getpid()));
-    if (!job) std::filesystem::remove_all(path);
-  }
-  ~FreshDir() {
-    if (Runtime::current()->env().rank == 0) std::filesystem::remove_all(path);
-  }
+// A fresh directory per test and job (tests/support/fit_test_support.hpp).
+struct FreshDir : test::FreshDir {
+  explicit FreshDir(const std::string& name) : test::FreshDir("plugin-tests", name) {}
 };
 
 TrainerOptions options_in(const FreshDir& dir) {
@@ -259,12 +252,4 @@ TEST(PluginsSpawn, AnArgumentErrorOnOneRankKeepsItsKind) {
 }  // namespace
 }  // namespace mpitrain
 
-int main(int argc, char** argv) {
-  mpitrain::Runtime rt(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  if (rt.role() == mpitrain::Role::Spmd && rt.env().rank != 0) {
-    auto& l = ::testing::UnitTest::GetInstance()->listeners();
-    delete l.Release(l.default_result_printer());
-  }
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return mpitrain::test::run_fit_tests(argc, argv); }

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "mpitrain/data/synthetic.hpp"
+#include "../../support/fit_test_support.hpp"
 #include "mpitrain/launch/runtime.hpp"
 #include "mpitrain/train/trainer.hpp"
 
@@ -54,18 +55,9 @@ TEST(Trainer, NonScalarLossIsANamedError) {
   EXPECT_EQ(r.error_kind, ErrorKind::Config) << "bad input, not a crash: the CLI exits 2 on it";
 }
 
-// A fresh directory per test and job. Under mpirun every rank names the same one (the job's PMIx
-// namespace) and nobody deletes it while another rank may be reading it; spawn mode owns its own.
-struct FreshDir {
-  std::string path;
-  explicit FreshDir(const std::string& name) {
-    const char* job = std::getenv("PMIX_NAMESPACE");
-    path = ::testing::TempDir() + "/mpitrain-trainer-tests-" + name + "-" + (job ? job : std::to_string(::getpid()));
-    if (!job) std::filesystem::remove_all(path);
-  }
-  ~FreshDir() {  // after the last collective fit, so every rank is done with the files
-    if (Runtime::current()->env().rank == 0) std::filesystem::remove_all(path);
-  }
+// A fresh directory per test and job (tests/support/fit_test_support.hpp).
+struct FreshDir : test::FreshDir {
+  explicit FreshDir(const std::string& name) : test::FreshDir("trainer-tests", name) {}
 };
 
 TrainerOptions options_in(const FreshDir& dir) {
@@ -146,12 +138,4 @@ TEST(Trainer, BadOptionsAreRejectedUpFront) {
 }  // namespace
 }  // namespace mpitrain
 
-int main(int argc, char** argv) {
-  mpitrain::Runtime rt(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  if (rt.role() == mpitrain::Role::Spmd && rt.env().rank != 0) {
-    auto& l = ::testing::UnitTest::GetInstance()->listeners();
-    delete l.Release(l.default_result_printer());
-  }
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return mpitrain::test::run_fit_tests(argc, argv); }
