@@ -42,7 +42,9 @@ void agree_or_throw(Engine& engine, const std::exception_ptr& mine) {
 }
 
 void fail_fast_unless_agreed(bool spmd) {
-  if (spmd && handled_exception() != t_agreed) std::terminate();
+  const bool agreed = handled_exception() == t_agreed;
+  t_agreed = nullptr;  // spent: a later exception object at the same address is not agreed
+  if (spmd && !agreed) std::terminate();
 }
 
 std::vector<at::Tensor> gather_rng_states(Engine& engine) {
