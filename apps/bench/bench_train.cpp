@@ -36,7 +36,9 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
   std::unique_ptr<Engine> engine;
   std::unique_ptr<DDP> ddp;
   if (ctx.world_size() > 1) {
-    engine = std::make_unique<Engine>(ctx.comm());
+    EngineOptions fifo;
+    fifo.mode = EngineMode::Fifo;  // DDP needs no coordinator
+    engine = std::make_unique<Engine>(ctx.comm(), fifo);
     DDPOptions o;
     o.bucket_cap_bytes = size_t(p.value("bucket_cap_mb", 25.0) * (1 << 20));
     o.first_bucket_bytes = size_t(p.value("first_bucket_mb", 1.0) * (1 << 20));

@@ -66,7 +66,9 @@ FitResult Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext& ctx
   MetricSink sink;
   detail::ModuleAccess::bind(m, &sink, rank, n);
   const torch::Device device(ctx.env().device);
-  Engine engine(ctx.comm());
+  EngineOptions fifo;
+  fifo.mode = EngineMode::Fifo;  // evaluation needs no named collectives
+  Engine engine(ctx.comm(), fifo);
   FitResult r;
   std::unique_ptr<DataLoader> loader;
   detail::on_every_rank(engine, [&] {  // bad input fails alike on every rank, and is reported once

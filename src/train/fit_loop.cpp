@@ -43,7 +43,11 @@ void FitLoop::build_callbacks() {
 void FitLoop::setup() {
   if (o_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   ModuleAccess::bind(m_, &sink_, rank_, world_);
-  engine_ = std::make_unique<Engine>(ctx_.comm());
+  // A strategy that submits named collectives gets the coordinator (settings from MPITRAIN_*
+  // variables); the others a FIFO engine, which costs no per-cycle agreement.
+  EngineOptions eo = EngineOptions::from_env();
+  if (!strategy_->needs_coordinator()) eo.mode = EngineMode::Fifo;
+  engine_ = std::make_unique<Engine>(ctx_.comm(), eo);
   on_every_rank(*engine_, [&] { prepare(); });
   strategy_->setup(m_, optim_.optimizer.get(), *engine_);
 }
