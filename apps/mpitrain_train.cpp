@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "mpitrain/launch/runtime.hpp"
+#include "mpitrain/strategy/gradient_compression.hpp"
 #include "mpitrain/train/trainer.hpp"
 #include "train/classifier.hpp"
 
@@ -37,7 +38,7 @@ const Flag kFlags[] = {
     {"cpus-per-worker", "/trainer/scaling/cpus_per_worker", "LibTorch threads per worker"},
     {"use-gpu", "/trainer/scaling/use_gpu", "one CUDA device per rank, NCCL for gradients", Kind::Switch},
     {"oversubscribe", "/trainer/scaling/oversubscribe", "allow workers x cpus-per-worker beyond this node's CPUs", Kind::Switch},
-    {"strategy", "/trainer/strategy/name", "ddp (or any registered strategy)"},
+    {"strategy", "/trainer/strategy/name", "ddp | horovod (or any registered strategy)"},
     {"strategy-options", "/trainer/strategy/options", "the strategy's options as JSON, e.g. '{\"bucket_cap_bytes\": 4194304}'", Kind::Json},
     {"epochs", "/trainer/max_epochs", "max epochs"},
     {"max-steps", "/trainer/max_steps", "stop after this many optimizer steps (-1: off)"},
@@ -132,6 +133,33 @@ json flag_value(const Flag& f, const po::variable_value& v, const json& d) {
   return v.as<std::string>();
 }
 
+// --grad-compression, --num-hosts, --num-slots: options of the Horovod strategy (DDP's options are
+// strict, so they are not flags of every strategy). hosts x slots replaces --workers.
+void apply_horovod_flags(const po::variables_map& vm, json& root) {
+  const bool compression = vm.count("grad-compression"), hosts = vm.count("num-hosts"), slots = vm.count("num-slots");
+  if (!compression && !hosts && !slots) return;
+  json& strategy = root["trainer"]["strategy"];
+  if (strategy["name"] != "horovod")
+    throw ConfigError("--grad-compression, --num-hosts and --num-slots apply to --strategy horovod (not '" +
+                      strategy["name"].get<std::string>() + "')");
+  if (compression) {
+    const std::string c = vm["grad-compression"].as<std::string>();
+    parse_grad_compression(c);  // ConfigError naming the value
+    strategy["options"]["compression"] = c;
+  }
+  if (hosts != slots) throw ConfigError("--num-hosts and --num-slots go together");
+  if (!hosts) return;
+  const int h = vm["num-hosts"].as<int>(), k = vm["num-slots"].as<int>();
+  if (h < 1 || k < 1) throw ConfigError("--num-hosts and --num-slots must be at least 1 (got " + std::to_string(h) + " x " + std::to_string(k) + ")");
+  const int workers = root["trainer"]["scaling"]["num_workers"].get<int>();
+  if (!vm["workers"].defaulted() && workers != h * k)
+    throw ConfigError("--workers " + std::to_string(workers) + " disagrees with --num-hosts x --num-slots = " +
+                      std::to_string(h) + " x " + std::to_string(k));
+  strategy["options"]["num_hosts"] = h;
+  strategy["options"]["num_slots"] = k;
+  root["trainer"]["scaling"]["num_workers"] = h * k;  // spawn mode; under mpirun the strategy checks the world
+}
+
 // --summary-json must be writable before training starts, not found unwritable at the end.
 void check_summary_path(const std::string& path) {
   if (path.empty()) return;
@@ -191,6 +219,9 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")("config", po::value<std::string>(), "options file (key = value per line)");
   for (const Flag& f : kFlags) add_flag(desc, f, root.at(json::json_pointer(f.pointer)));
   desc.add_options()
+      ("grad-compression", po::value<std::string>(), "with --strategy horovod: none | fp16 | bf16 (gradients on the wire)")
+      ("num-hosts", po::value<int>(), "with --strategy horovod: hosts x --num-slots workers (HorovodRayStrategy's shape) instead of --workers")
+      ("num-slots", po::value<int>(), "with --strategy horovod: workers per host")
       ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here")
       ("resume", po::value(&resume)->default_value(resume),
        "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH");
@@ -214,6 +245,7 @@ int main(int argc, char** argv) {
       json& slot = root[json::json_pointer(f.pointer)];
       if (vm.count(f.name)) slot = flag_value(f, vm[f.name], slot);
     }
+    apply_horovod_flags(vm, root);
     Config& config = root["config"];
     if (config["data_dir"] == "") config.erase("data_dir");
     if (config["scheduler"] != "none")  // schedules span the whole run: epochs x optimizer steps per epoch

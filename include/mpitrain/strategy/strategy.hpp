@@ -47,6 +47,10 @@ class Strategy {
   /// Collective: every rank reads from its own `in`. Default: every rank restores it all.
   virtual void load_optimizer_state(OptimizerStateReader& in);
 
+  /// True if the strategy submits named collectives: the Trainer then builds its Engine in
+  /// Coordinated mode (else FIFO, which costs no per-cycle agreement).
+  virtual bool needs_coordinator() const { return false; }
+
   /// Framework statistics reported with the fit result (e.g. buckets, reductions), as numbers.
   virtual std::map<std::string, double> stats() const { return {}; }
 

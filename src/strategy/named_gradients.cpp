@@ -1,0 +1,97 @@
+#include "named_gradients.hpp"
+
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/cuda.h>
+
+namespace mpitrain::detail {
+
+struct NamedGradients::Hook : torch::autograd::FunctionPostHook {
+  NamedGradients* owner;
+  size_t index;
+  Hook(NamedGradients* o, size_t i) : owner(o), index(i) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    owner->ready(index);
+    return outputs;
+  }
+};
+
+NamedGradients::NamedGradients(std::vector<std::pair<std::string, torch::Tensor>> params, Engine& engine,
+                               GradCompression compression, const std::string& prefix, int passes_per_step)
+    : engine_(engine), compression_(compression), prefix_(prefix), passes_per_step_(passes_per_step) {
+  if (passes_per_step < 1)
+    throw ConfigError("backward_passes_per_step must be at least 1 (got " + std::to_string(passes_per_step) + ")");
+  for (auto& [name, t] : params) {
+    Param p;
+    p.name = name;
+    p.tensor = t;
+    params_.push_back(std::move(p));
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[i].tensor);
+    hook_keys_.push_back(acc->add_post_hook(std::make_unique<Hook>(this, i)));
+    accumulators_.push_back(std::move(acc));
+  }
+}
+
+NamedGradients::~NamedGradients() {
+  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
+  for (auto& p : params_) try {
+      if (p.in_flight) p.handle.wait();  // the engine must not write into memory that goes away
+    } catch (...) {
+    }
+}
+
+void NamedGradients::set_enabled(bool on) {
+  std::lock_guard<std::mutex> lock(m_);
+  enabled_ = on;
+}
+
+void NamedGradients::ready(size_t i) {
+  std::lock_guard<std::mutex> lock(m_);
+  Param& p = params_[i];
+  if (!enabled_ || p.in_flight) return;
+  if (++p.passes >= passes_per_step_) submit(p);
+}
+
+void NamedGradients::submit(Param& p) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor& grad = p.tensor.mutable_grad();
+  if (!grad.defined()) grad = torch::zeros_like(p.tensor);  // not used in this step: contributes zeros
+  // The communicator's stream (NCCL) must not read the gradient before the compute stream wrote it.
+  if (grad.is_cuda()) torch::cuda::synchronize();
+  switch (compression_) {
+    case GradCompression::None: p.wire = grad.is_contiguous() ? grad : grad.contiguous(); break;
+    case GradCompression::Fp16: p.wire = grad.to(torch::kHalf).contiguous(); break;
+    case GradCompression::Bf16: p.wire = grad.to(torch::kBFloat16).contiguous(); break;
+  }
+  p.handle = engine_.allreduce_async(prefix_ + p.name, p.wire, ReduceOp::Avg);
+  p.in_flight = true;
+  ++submitted_;
+}
+
+void NamedGradients::synchronize() {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    for (auto& p : params_)
+      if (!p.in_flight) submit(p);
+  }
+  std::exception_ptr first;
+  torch::NoGradGuard no_grad;
+  for (auto& p : params_) {
+    try {
+      p.handle.wait();
+      torch::Tensor& grad = p.tensor.mutable_grad();
+      if (!p.wire.is_same(grad)) grad.copy_(p.wire);
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+    p.in_flight = false;
+    p.passes = 0;
+    p.wire = torch::Tensor();
+    p.handle = {};
+  }
+  if (first) std::rethrow_exception(first);
+}
+
+}  // namespace mpitrain::detail
