@@ -141,7 +141,7 @@ double train_step_seconds(Communicator& comm, const std::string& strategy, int s
 
 int run_engine(const std::vector<std::string>& args, bool spmd) {
   po::options_description desc("mpitrain-bench engine [options]   (run under mpirun -n N; 2 ranks for the issue's figures)");
-  int windows = 7, steps = 50, train_steps = 60, train_warmup = 10, batch = 64, repeats = 3;
+  int windows = 7, steps = 50, train_steps = 60, train_warmup = 10, batch = 64, repeats = 5;
   std::string cases_s = "100x4K,10x4M,1x64M";
   bool no_train = false;
   desc.add_options()("help,h", "show this help and the meaning of every column")
@@ -248,9 +248,11 @@ int run_engine(const std::vector<std::string>& args, bool spmd) {
   }
   if (no_train) return 0;
   std::vector<double> ddp, hvd;
-  for (int r = 0; r < repeats; ++r) {
-    ddp.push_back(train_step_seconds(comm, "ddp", train_steps, train_warmup, batch));
+  for (int r = 0; r < repeats; ++r) {  // alternating, first one then the other: drift hits both
+    const bool ddp_first = r % 2 == 0;
+    if (ddp_first) ddp.push_back(train_step_seconds(comm, "ddp", train_steps, train_warmup, batch));
     hvd.push_back(train_step_seconds(comm, "horovod", train_steps, train_warmup, batch));
+    if (!ddp_first) ddp.push_back(train_step_seconds(comm, "ddp", train_steps, train_warmup, batch));
   }
   if (rank == 0) {
     const double d = median(ddp), h = median(hvd);

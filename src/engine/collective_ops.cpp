@@ -91,9 +91,11 @@ CollectiveOps::Counts CollectiveOps::run(std::vector<Job>& jobs, int contributor
 
 void CollectiveOps::allreduce_unit(std::vector<Job>& jobs, size_t begin, size_t end, int contributors, Counts& n) {
   const Request& r = jobs[begin].resp.req;
-  // Avg is a Sum scaled by 1/contributors: ranks that joined are left out of the divisor.
-  const ReduceOp op = r.op == ReduceOp::Avg ? ReduceOp::Sum : r.op;
-  const double post = r.op == ReduceOp::Avg ? r.postscale / contributors : r.postscale;
+  // With ranks joined, Avg is a Sum scaled by 1/contributors (joined ranks are left out of the
+  // divisor); else the Communicator averages inside its reduction, saving a pass over the data.
+  const bool native_avg = r.op == ReduceOp::Avg && contributors == comm_.size();
+  const ReduceOp op = r.op == ReduceOp::Avg && !native_avg ? ReduceOp::Sum : r.op;
+  const double post = r.op == ReduceOp::Avg && !native_avg ? r.postscale / contributors : r.postscale;
   const auto queued = Clock::now();
   ++n.collectives;
   if (end - begin == 1) {  // alone: reduced in place, no copies

@@ -39,7 +39,7 @@ std::exception_ptr argument_error(const std::string& what) { return std::make_ex
 }  // namespace
 
 Coordinator::Coordinator(Communicator& comm, const EngineOptions& options, EngineCounters& counters,
-                         std::function<void(const std::string&)> released)
+                         std::function<void(const std::vector<std::string>&)> released)
     : comm_(comm),
       options_(options),
       counters_(counters),
@@ -57,8 +57,19 @@ Coordinator::~Coordinator() = default;
 std::vector<std::string> Coordinator::pending_names() const { return order_; }
 
 void Coordinator::finish(Entry& e, std::exception_ptr error) {
-  if (e.req.type != OpType::Join) released_(e.req.name);
+  if (e.req.type != OpType::Join) released_({e.req.name});
   e.state->finish_one(std::move(error));
+}
+
+void Coordinator::finish_all(std::vector<std::pair<Entry*, std::exception_ptr>>& done) {
+  if (done.empty()) return;
+  std::vector<std::string> names;
+  for (auto& [e, error] : done) names.push_back(e->req.name);
+  released_(names);
+  std::vector<Engine::Handle::State*> wake;
+  for (auto& [e, error] : done)
+    if (e->state->mark_one(error)) wake.push_back(e->state.get());
+  for (auto* s : wake) s->notify();
 }
 
 void Coordinator::add(Entry e) {
@@ -218,13 +229,13 @@ void Coordinator::run(std::vector<Response> responses, size_t cached, Clock::tim
   std::vector<Job> jobs;
   std::vector<Entry*> entries;  // per job: this rank's submission, or null (joined: zeros)
   std::vector<bool> from_cache;
+  std::vector<std::pair<Entry*, std::exception_ptr>> failed;
   for (size_t i = 0; i < responses.size(); ++i) {
     Response& resp = responses[i];
     auto it = pending_.find(resp.req.name);
     Entry* e = it == pending_.end() ? nullptr : &it->second;
     if (resp.error) {
-      if (e) finish(*e, argument_error(resp.message));
-      if (e) pending_.erase(it);
+      if (e) failed.emplace_back(e, argument_error(resp.message));
       continue;
     }
     if (i >= cached) ++counters_.cache_misses;
@@ -245,11 +256,14 @@ void Coordinator::run(std::vector<Response> responses, size_t cached, Clock::tim
     entries.push_back(e);
     from_cache.push_back(i < cached);
   }
+  finish_all(failed);
+  for (auto& [e, error] : failed) pending_.erase(std::string(e->req.name));  // a copy: the key dies with the node
   const int contributors = comm_.size() - int(std::count(joined_.begin(), joined_.end(), true));
   const CollectiveOps::Counts n = ops_.run(jobs, contributors);
   counters_.collectives += n.collectives;
   counters_.fused_bytes += n.fused_bytes;
   if (timeline_ && n.fused_bytes > 0) timeline_->counter("fused_bytes", agreed, n.fused_bytes);
+  std::vector<std::pair<Entry*, std::exception_ptr>> done;
   for (size_t k = 0; k < jobs.size(); ++k) {
     const Request& req = jobs[k].resp.req;
     // Remembered on every rank in the same order, so the caches stay identical.
@@ -269,9 +283,10 @@ void Coordinator::run(std::vector<Response> responses, size_t cached, Clock::tim
       std::lock_guard<std::mutex> lock(e->state->m);
       e->state->output = req.type == OpType::Allgather ? jobs[k].output : e->tensor;
     }
-    finish(*e);
-    pending_.erase(req.name);
+    done.emplace_back(e, nullptr);
   }
+  finish_all(done);
+  for (auto& [e, error] : done) pending_.erase(std::string(e->req.name));
   order_.erase(std::remove_if(order_.begin(), order_.end(), [&](const std::string& n) { return !pending_.count(n); }),
                order_.end());
 }

@@ -40,9 +40,9 @@ struct EngineCounters;  // engine_impl.hpp
 
 class Coordinator {
  public:
-  /// `released(name)` runs as a name's operation completes, before its handle does.
+  /// `released(names)` runs as those names' operations complete, before their handles do.
   Coordinator(Communicator& comm, const EngineOptions& options, EngineCounters& counters,
-              std::function<void(const std::string&)> released);
+              std::function<void(const std::vector<std::string>&)> released);
   ~Coordinator();
 
   /// A new operation of this rank (engine thread). Fails its handle at once when the name is
@@ -71,12 +71,14 @@ class Coordinator {
   void forget_slot(int slot);
   /// Completes `e` (its handle may be shared by a group) with `error` or success.
   void finish(Entry& e, std::exception_ptr error = nullptr);
+  /// Completes many: names released first, then every handle marked, then waiters woken.
+  void finish_all(std::vector<std::pair<Entry*, std::exception_ptr>>& done);
   void log_stalls(Clock::time_point now);
 
   Communicator& comm_;
   const EngineOptions& options_;
   EngineCounters& counters_;
-  std::function<void(const std::string&)> released_;
+  std::function<void(const std::vector<std::string>&)> released_;
   std::unique_ptr<Timeline> timeline_;
   ResponseCache cache_;
   CollectiveOps ops_;

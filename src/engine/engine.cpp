@@ -3,6 +3,8 @@
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 
+#include <sys/prctl.h>
+
 #include <cstring>
 
 #include "engine_impl.hpp"
@@ -78,9 +80,9 @@ Engine::Engine(Communicator& comm, EngineOptions options)
   // Collective: every rank builds its coordinator (a timeline file may fail to open on one).
   std::exception_ptr error;
   try {
-    impl_->coordinator = std::make_unique<detail::Coordinator>(comm_, options_, impl_->counters, [im = impl_.get()](const std::string& name) {
+    impl_->coordinator = std::make_unique<detail::Coordinator>(comm_, options_, impl_->counters, [im = impl_.get()](const std::vector<std::string>& names) {
       std::lock_guard<std::mutex> lock(im->m);
-      im->in_flight.erase(name);
+      for (const auto& name : names) im->in_flight.erase(name);
     });
   } catch (...) {
     error = std::current_exception();
@@ -334,7 +336,28 @@ bool Engine::Impl::run_fifo(Communicator& comm, int64_t n) {
   return true;
 }
 
+namespace {
+// Submissions come in bursts (a loop over tensors, a layer's gradients): wait while the burst goes
+// on, up to a bound, so that one cycle agrees on all of it instead of a cycle per fragment.
+constexpr auto kCoalesceStep = std::chrono::microseconds(4);
+constexpr auto kCoalesceMax = std::chrono::microseconds(40);
+
+void coalesce(std::unique_lock<std::mutex>& lock, const std::vector<detail::Entry>& incoming) {
+  if (incoming.empty()) return;
+  const auto until = Clock::now() + kCoalesceMax;
+  for (;;) {
+    const size_t before = incoming.size();
+    lock.unlock();  // sleep, not wait: submitters then never pay for waking this thread
+    std::this_thread::sleep_for(kCoalesceStep);
+    lock.lock();
+    if (incoming.size() == before || Clock::now() >= until) return;
+  }
+}
+}  // namespace
+
 void Engine::Impl::coordinated_loop(Communicator& comm, const EngineOptions& options) {
+  // Microsecond waits must mean microseconds, not the default 50 us timer slack.
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   // How long a destructor waits for this rank's work before stopping the ranks anyway.
   constexpr auto kStopGrace = std::chrono::seconds(10);
   Clock::time_point stop_seen{};
@@ -357,11 +380,13 @@ void Engine::Impl::coordinated_loop(Communicator& comm, const EngineOptions& opt
       auto news = [&] { return stop || !incoming.empty() || fifo.size() != seen_fifo; };
       if (progress || news()) {
         backoff = kFirstBackoff;
+        coalesce(lock, incoming);
       } else if (coordinator->idle()) {
         cv.wait_for(lock, options.cycle_time, news);
       } else {
         cv.wait_for(lock, std::min(backoff, options.cycle_time), news);
         backoff *= 2;
+        if (news()) coalesce(lock, incoming);
       }
       fresh.swap(incoming);
       fifo_here = fifo.size();

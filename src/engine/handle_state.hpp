@@ -19,15 +19,19 @@ struct Engine::Handle::State {
   at::Tensor output;
   int64_t value = 0;
 
-  /// One member finished (`error` null on success); the last one wakes the waiters.
+  /// One member finished (`error` null on success); true when that completed the operation (the
+  /// caller then notifies: a cycle marks all its handles first and wakes waiters after, so a
+  /// waiter woken early finds the next handles done instead of ping-ponging with the engine).
+  bool mark_one(std::exception_ptr e = nullptr) {
+    std::lock_guard<std::mutex> lock(m);
+    if (e && !error) error = e;
+    if (--remaining > 0) return false;
+    done = true;
+    return true;
+  }
+  void notify() { cv.notify_all(); }
   void finish_one(std::exception_ptr e = nullptr) {
-    {
-      std::lock_guard<std::mutex> lock(m);
-      if (e && !error) error = e;
-      if (--remaining > 0) return;
-      done = true;
-    }
-    cv.notify_all();
+    if (mark_one(std::move(e))) notify();
   }
 };
 

@@ -77,6 +77,11 @@ void DistributedOptimizer::step() {
   optimizer_.step();
 }
 
-void DistributedOptimizer::zero_grad() { optimizer_.zero_grad(); }
+void DistributedOptimizer::zero_grad() {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer_.param_groups())  // in place: the gradients are views into the window
+    for (auto& p : group.params())
+      if (p.grad().defined()) p.mutable_grad().zero_();
+}
 
 }  // namespace mpitrain

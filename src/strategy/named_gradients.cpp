@@ -27,6 +27,7 @@ NamedGradients::NamedGradients(std::vector<std::pair<std::string, torch::Tensor>
     p.tensor = t;
     params_.push_back(std::move(p));
   }
+  place_grads_in_shared_window();
   for (size_t i = 0; i < params_.size(); ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(params_[i].tensor);
     hook_keys_.push_back(acc->add_post_hook(std::make_unique<Hook>(this, i)));
@@ -34,12 +35,41 @@ NamedGradients::NamedGradients(std::vector<std::pair<std::string, torch::Tensor>
   }
 }
 
+// Host gradients live in the Communicator's node-shared window, at the same offsets on every rank
+// (PyTorch's gradient_as_bucket_view, as DDP does): a gradient reduced alone is then reduced
+// zero-copy. Autograd accumulates into an existing .grad in place, and zero_grad zeros in place.
+void NamedGradients::place_grads_in_shared_window() {
+  constexpr size_t kAlign = 64;
+  size_t total = 0;
+  for (const auto& p : params_) {
+    if (!p.tensor.device().is_cpu()) return;  // device gradients stay where autograd puts them
+    total += (size_t(p.tensor.numel()) * p.tensor.element_size() + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  torch::Tensor window = engine_.shared_tensor({int64_t(total)}, torch::kByte);  // collective
+  char* base = static_cast<char*>(window.data_ptr());
+  size_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& p : params_) {
+    const size_t bytes = size_t(p.tensor.numel()) * p.tensor.element_size();
+    torch::Tensor view = torch::from_blob(base + offset, p.tensor.sizes(), [window](void*) {},
+                                          torch::TensorOptions().dtype(p.tensor.scalar_type()));
+    if (p.tensor.grad().defined()) view.copy_(p.tensor.grad());
+    p.tensor.mutable_grad() = view;
+    offset += (bytes + kAlign - 1) / kAlign * kAlign;
+  }
+}
+
 NamedGradients::~NamedGradients() {
   for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
-  for (auto& p : params_) try {
+  for (auto& p : params_) {
+    try {
       if (p.in_flight) p.handle.wait();  // the engine must not write into memory that goes away
     } catch (...) {
     }
+    // Parameters must not keep views into a window that goes away with the engine.
+    if (p.tensor.grad().defined()) p.tensor.mutable_grad() = p.tensor.grad().clone();
+  }
 }
 
 void NamedGradients::set_enabled(bool on) {

@@ -18,8 +18,9 @@ namespace mpitrain::detail {
 
 class NamedGradients {
  public:
-  /// `params`: (name, parameter). A gradient is submitted after `passes_per_step` backward passes
-  /// have reached it (local accumulation in between).
+  /// Collective (host parameters get their .grad in the shared window). `params`: (name,
+  /// parameter). A gradient is submitted after `passes_per_step` backward passes have reached it
+  /// (local accumulation in between).
   NamedGradients(std::vector<std::pair<std::string, torch::Tensor>> params, Engine& engine, GradCompression compression,
                  const std::string& prefix, int passes_per_step);
   ~NamedGradients();
@@ -45,6 +46,7 @@ class NamedGradients {
   struct Hook;
   void ready(size_t i);
   void submit(Param& p);  // with m_ held
+  void place_grads_in_shared_window();
 
   Engine& engine_;
   GradCompression compression_;

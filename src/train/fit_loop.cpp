@@ -43,16 +43,28 @@ void FitLoop::build_callbacks() {
 void FitLoop::setup() {
   if (o_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   ModuleAccess::bind(m_, &sink_, rank_, world_);
-  // A strategy that submits named collectives gets the coordinator (settings from MPITRAIN_*
-  // variables); the others a FIFO engine, which costs no per-cycle agreement.
-  EngineOptions eo = EngineOptions::from_env();
+  // The strategy first: it decides which engine the run needs. Every rank builds it from the same
+  // options (and reads the same MPITRAIN_* settings), so a bad option fails alike everywhere.
+  EngineOptions eo;
+  try {
+    strategy_ = create_strategy(o_.strategy);
+    eo = EngineOptions::from_env();
+  } catch (const Error& e) {
+    throw_agreed(e);
+  }
+  // A strategy that submits named collectives gets the coordinator; the others a FIFO engine,
+  // which costs no per-cycle agreement.
   if (!strategy_->needs_coordinator()) eo.mode = EngineMode::Fifo;
   engine_ = std::make_unique<Engine>(ctx_.comm(), eo);
   on_every_rank(*engine_, [&] { prepare(); });
-  strategy_->setup(m_, optim_.optimizer.get(), *engine_);
+  try {
+    strategy_->setup(m_, optim_.optimizer.get(), *engine_);
+  } catch (const ConfigError& e) {  // a configuration that does not fit the world: alike everywhere
+    throw_agreed(e);
+  }
 }
 
-// The module's data, device, optimizer and strategy: no collectives, so every rank can agree on
+// The module's data, device and optimizer: no collectives, so every rank can agree on
 // the outcome (bad input fails alike everywhere).
 void FitLoop::prepare() {
   if (device_.is_cuda() && !torch::cuda::is_available())
@@ -67,7 +79,6 @@ void FitLoop::prepare() {
   if (!device_.is_cpu()) m_.to(device_);  // before the optimizer sees the parameters
   optim_ = m_.configure_optimizers();
   if (!optim_.optimizer) throw ConfigError("configure_optimizers(): no optimizer");
-  strategy_ = create_strategy(o_.strategy);
 }
 
 bool FitLoop::last_epoch() const { return stop_ || max_steps_reached() || epoch_ + 1 == o_.max_epochs; }

@@ -22,7 +22,7 @@ const void* handled_exception() {
 
 void throw_agreed(const Error& e) {
   try {
-    throw e;
+    throw_error(error_kind_of(e), e.what());  // its own family: `throw e` would slice it to Error
   } catch (const std::exception& x) {
     t_agreed = &x;
     throw;

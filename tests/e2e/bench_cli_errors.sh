@@ -23,6 +23,13 @@ expect 2 "allreduce runs on the ranks of an MPI job" -- allreduce
 expect 2 "unrecognised option '--fast'" -- spawn --fast
 expect 2 "--size-mb and --runs must be at least 1" -- ckpt --size-mb 0
 expect 2 "--dir /nonexistent is not a directory" -- ckpt --dir /nonexistent
+expect 2 "engine runs on the ranks of an MPI job" -- engine
+expect 2 "case '100y4K' is not TENSORSxSIZE" -- engine --cases 100y4K
+expect 2 "must be positive" -- engine --windows 0
+help=$("$BENCH" engine --help) || { echo "FAIL: engine --help exited non-zero"; fail=1; }
+for col in case method step_us vs_separate cache_hit_rate round_trips_per_step cycles_per_step check separate_mpi fused_mpi zero_copy engine_shared; do
+  [[ $help == *"$col"* ]] || { echo "FAIL: engine --help does not explain $col"; fail=1; }
+done
 help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
   [[ $help == *"$col"* ]] || { echo "FAIL: --help does not explain column $col"; fail=1; }

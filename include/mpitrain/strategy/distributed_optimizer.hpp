@@ -36,8 +36,9 @@ struct DistributedOptimizerOptions {
 
 class DistributedOptimizer {
  public:
-  /// Registers a hook on every parameter of `model` that `optimizer` updates. Both, and `engine`,
-  /// must outlive this wrapper.
+  /// Collective. Registers a hook on every parameter of `model` that `optimizer` updates, whose
+  /// .grad then lives in the engine's shared window (zero-copy reductions). Both, and `engine`,
+  /// must outlive this wrapper; zero gradients in place (zero_grad() here does).
   DistributedOptimizer(torch::optim::Optimizer& optimizer, torch::nn::Module& model, Engine& engine,
                        DistributedOptimizerOptions options = {});
   ~DistributedOptimizer();

@@ -24,7 +24,8 @@ class Strategy {
 
   /// Collective: prepares `model` and its `optimizer` (null when only evaluating) for the engine's
   /// world, e.g. rank 0's parameters and buffers to every rank. Both must outlive the strategy.
-  /// Overrides call Strategy::setup first (it records the three for the defaults below).
+  /// Overrides call Strategy::setup first (it records the three for the defaults below). A
+  /// ConfigError from setup (options that do not fit the world) must be raised alike on every rank.
   virtual void setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, Engine& engine);
   /// Before each backward; sync = false while gradients accumulate locally (Lightning's no_sync).
   virtual void before_backward(bool sync) {}

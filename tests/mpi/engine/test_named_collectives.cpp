@@ -267,19 +267,30 @@ TEST(NamedCollectives, BadInputIsAnArgumentError) {
   EXPECT_THROW(engine.allreduce_async("m", t, ReduceOp::Max, {2.0, 1.0}), ArgumentError);
   EXPECT_THROW(engine.broadcast_async("r", t, comm.size()), ArgumentError);
   EXPECT_THROW(engine.grouped_allreduce_async({"a", "a"}, {t, t}), ArgumentError);
-  // A duplicate in-flight name is refused at once; the first completes.
-  at::Tensor u = at::ones({2}, at::kFloat), v = at::ones({2}, at::kFloat);
-  Engine::Handle first = engine.allreduce_async("dup", u, ReduceOp::Sum);
-  try {
-    engine.allreduce_async("dup", v, ReduceOp::Sum);
-    ADD_FAILURE() << "a duplicate in-flight name was accepted";
-  } catch (const ArgumentError& e) {
-    EXPECT_NE(std::string(e.what()).find("already in flight"), std::string::npos) << e.what();
+  // A duplicate in-flight name is refused at once; the first completes. The name must still be in
+  // flight when the duplicate comes, so the ranks that check submit first and the others only
+  // after a (FIFO) barrier: once for the ranks other than 0, once for rank 0.
+  for (bool rank0_checks : {false, true}) {
+    const std::string name = rank0_checks ? "dup0" : "dup";
+    const bool checks = (comm.rank() == 0) == rank0_checks;
+    at::Tensor u = at::ones({2}, at::kFloat), v = at::ones({2}, at::kFloat);
+    Engine::Handle first;
+    if (checks) {
+      first = engine.allreduce_async(name, u, ReduceOp::Sum);
+      try {
+        engine.allreduce_async(name, v, ReduceOp::Sum);
+        ADD_FAILURE() << "a duplicate in-flight name was accepted";
+      } catch (const ArgumentError& e) {
+        EXPECT_NE(std::string(e.what()).find("already in flight"), std::string::npos) << e.what();
+      }
+    }
+    engine.enqueue([](Communicator& c) { c.barrier(); }).wait();
+    if (!checks) first = engine.allreduce_async(name, u, ReduceOp::Sum);
+    first.wait();
+    EXPECT_DOUBLE_EQ(u.max().item<double>(), comm.size());
+    engine.allreduce(name, v, ReduceOp::Sum);  // once completed, the name is free again
+    EXPECT_DOUBLE_EQ(v.max().item<double>(), comm.size());
   }
-  first.wait();
-  engine.allreduce("dup", v, ReduceOp::Sum);  // once completed, the name is free again
-  EXPECT_DOUBLE_EQ(v.max().item<double>(), comm.size());
-  EXPECT_DOUBLE_EQ(u.max().item<double>(), comm.size());
   // Named collectives need a coordinator.
   EngineOptions fifo;
   fifo.mode = EngineMode::Fifo;
