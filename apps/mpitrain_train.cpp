@@ -38,7 +38,7 @@ const Flag kFlags[] = {
     {"cpus-per-worker", "/trainer/scaling/cpus_per_worker", "LibTorch threads per worker"},
     {"use-gpu", "/trainer/scaling/use_gpu", "one CUDA device per rank, NCCL for gradients", Kind::Switch},
     {"oversubscribe", "/trainer/scaling/oversubscribe", "allow workers x cpus-per-worker beyond this node's CPUs", Kind::Switch},
-    {"strategy", "/trainer/strategy/name", "ddp | horovod (or any registered strategy)"},
+    {"strategy", "/trainer/strategy/name", "ddp | horovod | sharded (or any registered strategy)"},
     {"strategy-options", "/trainer/strategy/options", "the strategy's options as JSON, e.g. '{\"bucket_cap_bytes\": 4194304}'", Kind::Json},
     {"epochs", "/trainer/max_epochs", "max epochs"},
     {"max-steps", "/trainer/max_steps", "stop after this many optimizer steps (-1: off)"},
@@ -133,6 +133,16 @@ json flag_value(const Flag& f, const po::variable_value& v, const json& d) {
   return v.as<std::string>();
 }
 
+// --sharded-stage: the Sharded strategy's stage (strategy options are strict, so a flag belongs
+// to one strategy).
+void apply_sharded_flags(const po::variables_map& vm, json& root) {
+  if (!vm.count("sharded-stage")) return;
+  json& strategy = root["trainer"]["strategy"];
+  if (strategy["name"] != "sharded")
+    throw ConfigError("--sharded-stage applies to --strategy sharded (not '" + strategy["name"].get<std::string>() + "')");
+  strategy["options"]["stage"] = vm["sharded-stage"].as<int>();  // the strategy checks the value
+}
+
 // --grad-compression, --num-hosts, --num-slots: options of the Horovod strategy (DDP's options are
 // strict, so they are not flags of every strategy). hosts x slots replaces --workers.
 void apply_horovod_flags(const po::variables_map& vm, json& root) {
@@ -222,6 +232,7 @@ int main(int argc, char** argv) {
       ("grad-compression", po::value<std::string>(), "with --strategy horovod: none | fp16 | bf16 (gradients on the wire)")
       ("num-hosts", po::value<int>(), "with --strategy horovod: hosts x --num-slots workers (HorovodRayStrategy's shape) instead of --workers")
       ("num-slots", po::value<int>(), "with --strategy horovod: workers per host")
+      ("sharded-stage", po::value<int>(), "with --strategy sharded: ZeRO stage (1: optimizer state sharded)")
       ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here")
       ("resume", po::value(&resume)->default_value(resume),
        "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH");
@@ -246,6 +257,7 @@ int main(int argc, char** argv) {
       if (vm.count(f.name)) slot = flag_value(f, vm[f.name], slot);
     }
     apply_horovod_flags(vm, root);
+    apply_sharded_flags(vm, root);
     Config& config = root["config"];
     if (config["data_dir"] == "") config.erase("data_dir");
     if (config["scheduler"] != "none")  // schedules span the whole run: epochs x optimizer steps per epoch

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "mpitrain/errors.hpp"
+#include "param_state.hpp"
 
 namespace mpitrain {
 
@@ -61,6 +62,10 @@ void apply_options(torch::optim::OptimizerOptions& o, const json& j) {
   if (auto* a = dynamic_cast<torch::optim::AdamOptions*>(&o)) return adam_like(*a);
 }
 
+}  // namespace
+
+namespace detail {
+
 // Per-parameter optimizer state as named tensors (step counters become int64 scalars).
 std::map<std::string, at::Tensor> state_tensors(const torch::optim::OptimizerParamState& st) {
   std::map<std::string, at::Tensor> out;
@@ -103,13 +108,16 @@ std::unique_ptr<torch::optim::OptimizerParamState> make_state(const std::string&
   return a;
 }
 
-std::string type_of(torch::optim::Optimizer& opt) {
+std::string optimizer_type(torch::optim::Optimizer& opt) {
   std::string type = "none";
   for (const auto& pg : opt.param_groups()) options_json(pg.options(), type);
   return type;
 }
 
-}  // namespace
+}  // namespace detail
+
+using detail::make_state;
+using detail::state_tensors;
 
 void write_optimizer_state(torch::optim::Optimizer& opt, torch::nn::Module& m, OptimizerStateWriter& out) {
   const auto names = parameter_names(m);
@@ -144,7 +152,7 @@ void write_optimizer_state(torch::optim::Optimizer& opt, torch::nn::Module& m, O
 void read_optimizer_state(torch::optim::Optimizer& opt, torch::nn::Module& m, OptimizerStateReader& in) {
   const std::string src = in.source();
   if (!in.present()) throw CheckpointError(src + " has no group /optimizer");
-  const std::string type = in.type(), mine = type_of(opt);
+  const std::string type = in.type(), mine = detail::optimizer_type(opt);
   if (type != mine) throw CheckpointError(src + ": /optimizer holds " + type + " state, the run uses " + mine);
   if (type == "other") {
     std::istringstream bytes(in.read_archive());

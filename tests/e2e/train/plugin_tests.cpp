@@ -218,7 +218,7 @@ TEST(Plugins, UnknownPluginNamesAreConfigErrors) {
     Trainer{o};
     ADD_FAILURE();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown strategy 'no_such_strategy' (available: ddp, horovod, local_sgd)"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("unknown strategy 'no_such_strategy' (available: ddp, horovod, local_sgd, sharded)"), std::string::npos)
         << e.what();
   }
   o = TrainerOptions{};

@@ -82,7 +82,7 @@ expect "dataset file /nonexistent.h5 not found" -- --dataset hdf5:/nonexistent.h
 expect "/etc/hostname is not an HDF5 file" -- --dataset hdf5:/etc/hostname
 expect "batch size must be at least 1 (got 0)" -- --batch-size 0
 expect "precision must be \"32\" or \"bf16-mixed\"" -- --precision fp8
-expect "unknown strategy 'nosuch' (available: ddp, horovod)" -- --strategy nosuch
+expect "unknown strategy 'nosuch' (available: ddp, horovod, sharded)" -- --strategy nosuch
 expect "cannot read config file /nonexistent.cfg" -- --config /nonexistent.cfg
 expect "unrecognised option '--epochz'" -- --epochz 3
 expect "trainer options: option 'strategy.options' must be an object" -- --strategy-options '[1]'
