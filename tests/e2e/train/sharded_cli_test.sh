@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e for mpitrain-train --strategy sharded (ZeRO stage 1): checkpoints are world-size and strategy
 # independent. Runs saved on 4 workers resume on 2 (and 2 -> 4, and Sharded -> DDP) and end with the
-# weights of DDP saved and resumed the same way (max |dw| <= 1e-5); the sharded checkpoints pass
+# weights of DDP saved and resumed the same way (max |dw| <= 1e-5), and DDP -> Sharded; the sharded checkpoints pass
 # mpitrain-ckpt verify; bad input is one line and exit 2.
 # Usage: sharded_cli_test.sh <mpitrain-train> <mpitrain-ckpt>
 set -uo pipefail
@@ -53,6 +53,9 @@ compare "sharded 2 -> 4" sh24 ddp24
 run ddp22 2 1 ddp && run ddp22 2 2 ddp --resume latest
 run sh22 2 1 sharded && run sh22 2 2 ddp --resume latest
 compare "sharded -> ddp" sh22 ddp22
+# DDP on 2 -> Sharded on 2.
+run dsh22 2 1 ddp && run dsh22 2 2 sharded --resume latest
+compare "ddp -> sharded" dsh22 ddp22
 # Every sharded checkpoint verifies (digests, chunk index) like any other.
 for f in sh42/checkpoints/*.h5 sh24/checkpoints/*.h5; do
   if timeout -k 5 30 "$CKPT" verify "$f" > verify.log 2>&1; then :; else echo "FAIL: mpitrain-ckpt verify $f"; cat verify.log; fail=1; fi
