@@ -75,9 +75,14 @@ void SpawnJob::check_liveness() {
 // A worker's socket closed before its result: it died. Give the launcher a moment to say how
 // (Open MPI reports the signal or exit code on the leader's stderr), then name rank and cause.
 void SpawnJob::worker_vanished(int r) {
-  const auto until = clock_type::now() + opts_.failure_report_wait;
+  const auto start = clock_type::now();
+  const auto until = start + opts_.failure_report_wait;
+  // Open MPI prints its report in two parts ("... the job has been aborted", then the process and
+  // its exit code); on a loaded machine the second can come seconds later. Once the first part is
+  // there, wait up to 4x as long for the second, unless the leader has exited (nothing more comes).
+  const auto report_until = start + 4 * opts_.failure_report_wait;
   const std::string who = "worker process (pid " + std::to_string(result_.worker_pids[size_t(r)]) + ")";
-  for (;;) {
+  for (bool drained = false;;) {
     read_leader_stderr(leader_.stderr_fd, leader_stderr_);
     if (reap_leader() && WIFSIGNALED(leader_status_)) {  // a killed leader took its workers with it
       check_leader();
@@ -85,7 +90,10 @@ void SpawnJob::worker_vanished(int r) {
     }
     const std::string how = worker_exit_report(leader_stderr_);
     if (!how.empty()) return fail(r, who + " " + how);
-    if (clock_type::now() >= until) break;
+    const auto now = clock_type::now();
+    const bool reporting = leader_stderr_.find("has been aborted") != std::string::npos && !drained;
+    if (now >= report_until || (now >= until && !reporting)) break;
+    drained = leader_exited_;  // one more read after the leader exited, then no more waiting
     ::usleep(20000);
   }
   fail(r, who + " ended before finishing its task (no exit status reported)" + launcher_tail(leader_stderr_));
