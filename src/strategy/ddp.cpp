@@ -1,6 +1,5 @@
 #include "mpitrain/strategy/ddp.hpp"
 
-#include <torch/csrc/autograd/function_hook.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -8,6 +7,7 @@
 
 #include "mpitrain/comm/tensor_collectives.hpp"
 #include "mpitrain/detail/json_options.hpp"
+#include "grad_ready_hook.hpp"
 #include "mpitrain/strategy/registry.hpp"
 
 namespace mpitrain {
@@ -28,18 +28,6 @@ struct DDP::Impl {
     bool submitted = false;
   };
 
-  // Runs after a parameter's AccumulateGrad: its .grad (a bucket view) is final for this backward.
-  struct ReadyHook : torch::autograd::FunctionPostHook {
-    Impl* impl;
-    size_t index;
-    ReadyHook(Impl* i, size_t k) : impl(i), index(k) {}
-    torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
-                                              const torch::autograd::variable_list&) override {
-      impl->mark_ready(index);
-      return outputs;
-    }
-  };
-
   DDPOptions opts;
   Engine* engine = nullptr;
   std::vector<torch::Tensor> params;
@@ -55,8 +43,7 @@ struct DDP::Impl {
   size_t used_bytes = 0;     // of the fusion buffer, all buckets
   bool on_device = false;    // parameters (so gradients and buckets) on a CUDA device
   int64_t reductions = 0;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep them (and hooks) alive
-  std::vector<uintptr_t> hook_keys;
+  std::vector<std::unique_ptr<detail::GradReadyHook>> hooks;  // .grad (a bucket view) final: mark_ready
   std::mutex m;  // hooks may run on autograd worker threads
 
   void mark_ready(size_t i) {
@@ -95,7 +82,7 @@ DDP::DDP(DDPOptions options) : impl_(std::make_unique<Impl>()) { impl_->opts = o
 
 DDP::~DDP() {
   auto& im = *impl_;
-  for (size_t i = 0; i < im.accumulators.size(); ++i) im.accumulators[i]->del_post_hook(im.hook_keys[i]);
+  im.hooks.clear();
   // Parameters must not keep views into a buffer that is about to go away.
   for (auto& p : im.params)
     if (p.grad().defined()) p.mutable_grad() = p.grad().clone();
@@ -181,11 +168,8 @@ void DDP::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, En
     }
   }
   im.ready.assign(im.params.size(), false);
-  for (size_t i = 0; i < im.params.size(); ++i) {
-    auto acc = torch::autograd::impl::grad_accumulator(im.params[i]);
-    im.hook_keys.push_back(acc->add_post_hook(std::make_unique<Impl::ReadyHook>(&im, i)));
-    im.accumulators.push_back(std::move(acc));
-  }
+  for (size_t i = 0; i < im.params.size(); ++i)
+    im.hooks.push_back(std::make_unique<detail::GradReadyHook>(im.params[i], [&im, i] { im.mark_ready(i); }));
   im.reset_step();
 }
 

@@ -1,20 +1,8 @@
 #include "named_gradients.hpp"
 
-#include <torch/csrc/autograd/function_hook.h>
 #include <torch/cuda.h>
 
 namespace mpitrain::detail {
-
-struct NamedGradients::Hook : torch::autograd::FunctionPostHook {
-  NamedGradients* owner;
-  size_t index;
-  Hook(NamedGradients* o, size_t i) : owner(o), index(i) {}
-  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
-                                            const torch::autograd::variable_list&) override {
-    owner->ready(index);
-    return outputs;
-  }
-};
 
 NamedGradients::NamedGradients(std::vector<std::pair<std::string, torch::Tensor>> params, Engine& engine,
                                GradCompression compression, const std::string& prefix, int passes_per_step)
@@ -28,11 +16,8 @@ NamedGradients::NamedGradients(std::vector<std::pair<std::string, torch::Tensor>
     params_.push_back(std::move(p));
   }
   place_grads_in_shared_window();
-  for (size_t i = 0; i < params_.size(); ++i) {
-    auto acc = torch::autograd::impl::grad_accumulator(params_[i].tensor);
-    hook_keys_.push_back(acc->add_post_hook(std::make_unique<Hook>(this, i)));
-    accumulators_.push_back(std::move(acc));
-  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    hooks_.push_back(std::make_unique<GradReadyHook>(params_[i].tensor, [this, i] { ready(i); }));
 }
 
 // Host gradients live in the Communicator's node-shared window, at the same offsets on every rank
@@ -61,7 +46,7 @@ void NamedGradients::place_grads_in_shared_window() {
 }
 
 NamedGradients::~NamedGradients() {
-  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
+  hooks_.clear();
   for (auto& p : params_) {
     try {
       if (p.in_flight) p.handle.wait();  // the engine must not write into memory that goes away

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mpitrain/engine/engine.hpp"
+#include "grad_ready_hook.hpp"
 #include "mpitrain/strategy/gradient_compression.hpp"
 
 namespace mpitrain::detail {
@@ -43,7 +44,6 @@ class NamedGradients {
     torch::Tensor wire;  // what travels: the .grad itself, or its compressed / contiguous copy
     Engine::Handle handle;
   };
-  struct Hook;
   void ready(size_t i);
   void submit(Param& p);  // with m_ held
   void place_grads_in_shared_window();
@@ -53,8 +53,7 @@ class NamedGradients {
   std::string prefix_;
   int passes_per_step_;
   std::vector<Param> params_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
-  std::vector<uintptr_t> hook_keys_;
+  std::vector<std::unique_ptr<GradReadyHook>> hooks_;
   std::mutex m_;  // hooks may run on autograd worker threads
   bool enabled_ = true;
   int64_t submitted_ = 0;
