@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
       ("grad-compression", po::value<std::string>(), "with --strategy horovod: none | fp16 | bf16 (gradients on the wire)")
       ("num-hosts", po::value<int>(), "with --strategy horovod: hosts x --num-slots workers (HorovodRayStrategy's shape) instead of --workers")
       ("num-slots", po::value<int>(), "with --strategy horovod: workers per host")
-      ("sharded-stage", po::value<int>(), "with --strategy sharded: ZeRO stage (1: optimizer state sharded)")
+      ("sharded-stage", po::value<int>(), "with --strategy sharded: ZeRO stage (1: optimizer state sharded; 2: and gradients)")
       ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here")
       ("resume", po::value(&resume)->default_value(resume),
        "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH");

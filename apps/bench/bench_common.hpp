@@ -96,6 +96,7 @@ int run_allreduce(const std::vector<std::string>& args, bool spmd);
 int run_spawn(const std::vector<std::string>& args, bool spmd);
 int run_train(const std::vector<std::string>& args, bool spmd);
 int run_ckpt(const std::vector<std::string>& args, bool spmd);
+int run_memory(const std::vector<std::string>& args, bool spmd);
 int run_engine(const std::vector<std::string>& args, bool spmd);
 
 }  // namespace mpitrain::bench

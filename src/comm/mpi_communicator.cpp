@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "mpi_tasks.hpp"
+#include "scatter_gather_tasks.hpp"
 
 namespace mpitrain {
 
@@ -262,15 +263,19 @@ void MpiCommunicator::allreduce(const void* send, void* recv, int64_t count, DTy
 Work MpiCommunicator::ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dtype, ReduceOp op) {
   auto& im = *impl_;
   im.validate_reduction("reduce_scatter", recv_count, send, recv, dtype, op);
+  im.validate_mpi_count("reduce_scatter", recv_count);
   CallInfo info = im.next_call(CollectiveKind::ReduceScatter, recv_count, dtype, op);
-  const size_t block = size_t(recv_count) * dtype_size(dtype);
-  std::vector<char> scratch(block * size_t(im.ctx.size));
-  CallInfo inner_info = info;
-  inner_info.kind = CollectiveKind::Allreduce;
-  inner_info.count = recv_count * im.ctx.size;
-  std::unique_ptr<Task> inner = im.make_allreduce(inner_info, send, scratch.data());
-  std::shared_ptr<Task> t = std::make_shared<detail::ReduceScatterTask>(
-      info, std::move(scratch), std::move(inner), recv, block * size_t(im.ctx.rank), block);
+  std::shared_ptr<Task> t;
+  if (im.ctx.nodes > 1 || im.ctx.opts.user_path == UserBufferPath::ChunkedMpi) {
+    t = std::make_shared<detail::MpiReduceScatterTask>(im.ctx, info, send, recv);
+  } else {
+    // Zero-copy when the whole input sits in a SharedBuffer (at the same offset on every rank).
+    const size_t bytes = size_t(recv_count) * dtype_size(dtype) * size_t(im.ctx.size);
+    size_t off = 0;
+    detail::ShmRegion* r = im.shared_region(send, bytes, &off);
+    t = std::make_shared<detail::ShmReduceScatterTask>(im.ctx, info, send, recv, r ? *r : *im.ctx.staging, off,
+                                                       r != nullptr);
+  }
   im.queue.push_back(t);
   im.progress_queue();
   return make_work(std::move(t));
@@ -316,7 +321,16 @@ Work MpiCommunicator::iallgather(const void* send, void* recv, int64_t count, DT
   require(count == 0 || (send && recv), "allgather: null buffer with count " + std::to_string(count));
   im.validate_mpi_count("allgather", count * im.ctx.size);
   const size_t bytes = size_t(count) * dtype_size(dtype);
-  auto t = std::make_shared<detail::MpiRequestTask>(im.next_call(CollectiveKind::Allgather, count, dtype));
+  CallInfo info = im.next_call(CollectiveKind::Allgather, count, dtype);
+  size_t off = 0;
+  if (im.ctx.nodes == 1)  // into a SharedBuffer: straight out of the peers' slots
+    if (detail::ShmRegion* r = im.shared_region(recv, bytes * size_t(im.ctx.size), &off)) {
+      std::shared_ptr<Task> t = std::make_shared<detail::ShmAllgatherTask>(im.ctx, info, send, recv, *r, off);
+      im.queue.push_back(t);
+      im.progress_queue();
+      return make_work(std::move(t));
+    }
+  auto t = std::make_shared<detail::MpiRequestTask>(info);
   // In place: `send` is this rank's block of `recv`.
   const void* s = send == static_cast<char*>(recv) + bytes * size_t(im.ctx.rank) && count ? MPI_IN_PLACE : send;
   MPI_Datatype ty = detail::mpi_type(dtype);

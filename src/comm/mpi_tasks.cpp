@@ -317,11 +317,4 @@ MpiRequestTask::~MpiRequestTask() {
 
 bool MpiRequestTask::progress() { return test(req_, collective_name(info().kind)); }
 
-// ---------------------------------------------------------------- reduce-scatter
-bool ReduceScatterTask::progress() {
-  if (!inner_->step()) return false;
-  if (bytes_) std::memcpy(recv_, scratch_.data() + off_, bytes_);
-  return true;
-}
-
 }  // namespace mpitrain::detail

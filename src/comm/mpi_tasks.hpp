@@ -137,23 +137,4 @@ class MpiRequestTask final : public Task {
   std::vector<int> args_;
 };
 
-/// Reduce-scatter as an allreduce of the whole input into scratch, then a copy of this rank's
-/// block. Costs size() x the output in memory; the engine's sharded strategy will want a native one.
-class ReduceScatterTask final : public Task {
- public:
-  ReduceScatterTask(const CallInfo& info, std::vector<char> scratch, std::unique_ptr<Task> inner, void* recv,
-                    size_t block_offset, size_t block_bytes)
-      : Task(info), scratch_(std::move(scratch)), inner_(std::move(inner)), recv_(recv), off_(block_offset),
-        bytes_(block_bytes) {}
-  bool progress() override;
-  bool drain() override { return inner_->drain(); }
-  std::string waiting_for() const override { return inner_->waiting_for(); }
-
- private:
-  std::vector<char> scratch_;
-  std::unique_ptr<Task> inner_;
-  void* recv_;
-  size_t off_, bytes_;
-};
-
 }  // namespace mpitrain::detail

@@ -1,6 +1,6 @@
 // Every collective x dtype x op against a reference computed locally, on every data path:
 // shared-memory small/pipelined (with a small staging ring so it wraps), chunked MPI, and
-// zero-copy SharedBuffers. Run under mpirun -n 2 and -n 4 (and -n 4 as 2 simulated nodes).
+// zero-copy SharedBuffers (allreduce, reduce-scatter, allgather). Run under mpirun -n 2 and -n 4 (and -n 4 as 2 simulated nodes).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -210,6 +210,82 @@ TEST(Collectives, ReduceScatterEveryDtypeOp) {
         }
       }
   }
+}
+
+// Reference for reduce_scatter: block `me` of the full reduction of every rank's `filled` input.
+void expect_reduce_scatter_block(const char* recv, DType t, ReduceOp op, size_t rc, int n, int me,
+                                 const std::string& what) {
+  for (size_t i = 0; i < rc; ++i) {
+    std::vector<char> w(8);
+    put(w.data(), t, 0, reduce_ref(n, size_t(me) * rc + i, op));
+    ASSERT_EQ(get(recv, t, i), get(w.data(), t, 0)) << what << " " << dtype_name(t) << " " << reduce_op_name(op)
+                                                    << " rc=" << rc << " i=" << i;
+  }
+}
+
+// Blocks large enough to wrap the staging ring many times (native shared-memory path).
+TEST(Collectives, ReduceScatterLargeWrapsTheRing) {
+  for (const auto& path : paths()) {
+    MpiCommunicator comm(MPI_COMM_WORLD, path.opts);
+    const int n = comm.size(), me = comm.rank();
+    for (DType t : {DType::Float32, DType::BFloat16, DType::Float64})
+      for (size_t rc : {size_t(4099), size_t(70001)}) {
+        auto send = filled(t, rc * size_t(n), me, ReduceOp::Avg);
+        std::vector<char> recv(rc * dtype_size(t) + 1);
+        comm.reduce_scatter(send.data(), recv.data(), int64_t(rc), t, ReduceOp::Avg);
+        expect_reduce_scatter_block(recv.data(), t, ReduceOp::Avg, rc, n, me, path.name);
+      }
+  }
+}
+
+// Input in a SharedBuffer: zero-copy on one node, into private memory and in place.
+TEST(Collectives, ReduceScatterFromSharedBuffer) {
+  MpiCommunicator comm(MPI_COMM_WORLD, {});
+  const int n = comm.size(), me = comm.rank();
+  const size_t offset_elems = 16, max_rc = 20001;
+  SharedBuffer sb = comm.allocate_shared((max_rc * size_t(n) + offset_elems) * 8);
+  for (DType t : kAllTypes)
+    for (ReduceOp op : kAllOps) {
+      if ((t == DType::Int32 || t == DType::Int64) && op == ReduceOp::Avg) continue;
+      for (size_t rc : {size_t(1), size_t(33), max_rc})
+        for (bool in_place : {false, true}) {
+          const size_t es = dtype_size(t);
+          char* in = sb.as<char>() + offset_elems * es;
+          auto mine = filled(t, rc * size_t(n), me, op);
+          std::memcpy(in, mine.data(), rc * size_t(n) * es);
+          std::vector<char> priv(rc * es + 1);
+          char* out = in_place ? in + size_t(me) * rc * es : priv.data();
+          comm.reduce_scatter(in, out, int64_t(rc), t, op);
+          expect_reduce_scatter_block(out, t, op, rc, n, me, in_place ? "shared in place" : "shared");
+        }
+    }
+}
+
+// Output in a SharedBuffer: on one node each rank copies its peers' blocks out of their slots.
+TEST(Collectives, AllgatherIntoSharedBuffer) {
+  MpiCommunicator comm(MPI_COMM_WORLD, {});
+  const int n = comm.size(), me = comm.rank();
+  const size_t max_count = 50001;
+  SharedBuffer sb = comm.allocate_shared(max_count * size_t(n) * 8 + 64);
+  for (int round = 0; round < 2; ++round)  // the second round overwrites what the first gathered
+    for (DType t : {DType::Float32, DType::BFloat16, DType::Int64})
+      for (size_t count : {size_t(0), size_t(3), max_count})
+        for (bool in_place : {false, true}) {
+          const size_t es = dtype_size(t);
+          char* out = sb.as<char>() + 64;
+          auto mine = filled(t, count, me + round, ReduceOp::Sum);
+          const void* send = mine.data();
+          if (in_place) {
+            std::memcpy(out + size_t(me) * count * es, mine.data(), count * es);
+            send = out + size_t(me) * count * es;
+          }
+          comm.allgather(send, out, int64_t(count), t);
+          for (int r = 0; r < n; ++r) {
+            auto want = filled(t, count, r + round, ReduceOp::Sum);
+            ASSERT_EQ(std::memcmp(out + size_t(r) * count * es, want.data(), count * es), 0)
+                << dtype_name(t) << " count " << count << " block " << r << (in_place ? " in place" : "");
+          }
+        }
 }
 
 TEST(Collectives, BarrierWaitsForTheLastArrival) {

@@ -63,9 +63,11 @@ class Work {
   std::shared_ptr<detail::Task> task_;
 };
 
-/// Memory in a node-local shared window, allocated by Communicator::allocate_shared. An in-place
-/// allreduce on a range of it is zero-copy: peers reduce straight out of each other's slots.
-/// Every rank must use the same offsets. Not copyable; movable.
+/// Memory in a node-local shared window, allocated by Communicator::allocate_shared. Zero-copy
+/// on one node: an in-place allreduce on a range of it, a reduce-scatter whose input lies in
+/// it, an allgather whose output lies in it (peers read straight out of each other's slots).
+/// Every rank must use the same offsets, and all ranks a SharedBuffer or none. Not copyable;
+/// movable.
 class SharedBuffer {
  public:
   SharedBuffer() = default;

@@ -2,7 +2,10 @@
 // memory (an MPI-3 shared window): a flag-synchronised exchange for small messages, a pipelined
 // copy-in ring for user buffers, and zero-copy for SharedBuffers. Across nodes, each local rank
 // reduces its slice of the node's data through MPI with its peers on other nodes, then shares
-// the result inside the node (hierarchical). Broadcast and allgather go through MPI directly.
+// the result inside the node (hierarchical). Reduce-scatter inside a node is native too (each
+// rank reduces only its block; zero-copy from a SharedBuffer); across nodes it is
+// MPI_Ireduce_scatter_block. Allgather into a SharedBuffer on one node copies out of the peers'
+// slots; otherwise broadcast and allgather go through MPI directly.
 // Every wait polls non-blocking calls against the deadline (CommOptions::timeout).
 #pragma once
 #include <mpi.h>
