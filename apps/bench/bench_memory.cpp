@@ -30,12 +30,18 @@ const char* kColumns = R"(Output (CSV; '#' lines are comments). Per rank, the la
   grad_MB         gradient bytes held after backward and step (ddp, sharded1: every .grad, in the
                   buckets; sharded2: the averaged gradients this rank owns, plus any .grad left)
   grad_formula    4P (ddp, sharded1), 4P/N (sharded2)
-  rss_MB          peak resident set (VmHWM) of the worker process, shared-memory pages included
+  rss_MB          peak resident set (VmHWM) of the worker process. Shared-memory pages count in
+                  full in every process that touched them, so a zero-copy collective that reads a
+                  peer's slot counts that slot again here (DDP's buckets, Sharded's parameters)
+  pss_MB          peak proportional set size (Pss of /proc/self/smaps_rollup, a shared page split
+                  among the processes mapping it), sampled after setup, after every backward and
+                  after every step (transients inside a step show only in rss_MB)
   samples_per_s   examples per second over all ranks, timed steps only, slowest rank's time
   state_vs_ddp    state_MB / ddp's state_MB at the same N (ZeRO: 1/N)
   grad_vs_ddp     grad_MB / ddp's grad_MB at the same N (sharded2: 1/N)
   rss_saving_vs_state_saving  (ddp rss_MB - rss_MB) / (ddp state_MB - state_MB): the share of the
                   optimizer-state saving that shows in peak RSS (>= 0.8 wanted; empty at N = 1)
+  pss_saving_vs_state_saving  the same with pss_MB
   speed_vs_ddp    samples_per_s / ddp's samples_per_s at the same N)";
 
 double peak_rss_mb() {
@@ -43,6 +49,15 @@ double peak_rss_mb() {
   std::string line;
   while (std::getline(in, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024 / 1e6;  // kB
+  return 0;
+}
+
+// Pss in MB: this process's share of every page it maps (shared pages divided among their users).
+double pss_mb() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("Pss:", 0) == 0) return std::stod(line.substr(4)) * 1024 / 1e6;  // kB
   return 0;
 }
 
@@ -74,6 +89,7 @@ nlohmann::json memory_entry(TaskContext& ctx, const nlohmann::json& p) {
     s = std::make_unique<Sharded>(o);
   }
   s->setup(*model, &opt, engine);
+  double pss = pss_mb();
   torch::Tensor x = torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});
   double t = 0;
   for (int64_t i = 0; i < warmup + steps; ++i) {
@@ -85,17 +101,19 @@ nlohmann::json memory_entry(TaskContext& ctx, const nlohmann::json& p) {
     s->before_backward(true);
     torch::nn::functional::cross_entropy(model->forward(x), y).backward();
     s->after_backward();
+    pss = std::max(pss, pss_mb());
     s->optimizer_step();
+    pss = std::max(pss, pss_mb());
   }
-  double figures[4] = {MPI_Wtime() - t, 0, 0, peak_rss_mb()};
+  double figures[5] = {MPI_Wtime() - t, 0, 0, peak_rss_mb(), pss};
   const auto st = s->stats();
   figures[1] = strategy == "ddp" ? adam_state_bytes(opt) : st.at("optimizer_state_bytes");
   figures[2] = st.count("gradient_bytes") ? st.at("gradient_bytes") : st.at("bucket_bytes");
-  engine.enqueue([&](Communicator& c) { c.allreduce(figures, figures, 4, DType::Float64, ReduceOp::Max); }).wait();
+  engine.enqueue([&](Communicator& c) { c.allreduce(figures, figures, 5, DType::Float64, ReduceOp::Max); }).wait();
   int64_t params = 0;
   for (auto& q : model->parameters()) params += q.numel();
   return {{"samples_per_s", double(steps * batch * ctx.world_size()) / figures[0]},
-          {"state_bytes", figures[1]}, {"grad_bytes", figures[2]}, {"rss_mb", figures[3]}, {"params", params}};
+          {"state_bytes", figures[1]}, {"grad_bytes", figures[2]}, {"rss_mb", figures[3]}, {"pss_mb", figures[4]}, {"params", params}};
 }
 MPITRAIN_REGISTER_ENTRY_POINT("mpitrain-bench.memory", memory_entry);
 
@@ -136,8 +154,8 @@ int run_memory(const std::vector<std::string>& args, bool spmd) {
   std::replace(widths.begin(), widths.end(), ',', '-');
   std::printf("# mpitrain-bench memory: MLP 784-%s-10, Adam, batch %d per rank, %d steps after %d\n", widths.c_str(),
               batch, steps, warmup);
-  std::printf("strategy,ranks,params,state_MB,state_formula,grad_MB,grad_formula,rss_MB,samples_per_s,state_vs_ddp,"
-              "grad_vs_ddp,rss_saving_vs_state_saving,speed_vs_ddp\n");
+  std::printf("strategy,ranks,params,state_MB,state_formula,grad_MB,grad_formula,rss_MB,pss_MB,samples_per_s,"
+              "state_vs_ddp,grad_vs_ddp,rss_saving_vs_state_saving,pss_saving_vs_state_saving,speed_vs_ddp\n");
   for (int n : ranks) {
     std::map<std::string, double> ddp;
     for (const auto& s : strategies) {
@@ -146,15 +164,15 @@ int run_memory(const std::vector<std::string>& args, bool spmd) {
                         {n, 1, false});
       if (!r.ok()) throw Error("benchmark run failed: " + r.error);
       const double P = r.value.at("params"), state = double(r.value.at("state_bytes")) / 1e6,
-                   grad = double(r.value.at("grad_bytes")) / 1e6, rss = r.value.at("rss_mb"),
+                   grad = double(r.value.at("grad_bytes")) / 1e6, rss = r.value.at("rss_mb"), pss = r.value.at("pss_mb"),
                    sps = r.value.at("samples_per_s");
       const double state_f = 8 * P / 1e6 / (s == "ddp" ? 1 : n), grad_f = 4 * P / 1e6 / (s == "sharded2" ? n : 1);
-      if (s == "ddp") ddp = {{"state", state}, {"grad", grad}, {"rss", rss}, {"sps", sps}};
+      if (s == "ddp") ddp = {{"state", state}, {"grad", grad}, {"rss", rss}, {"pss", pss}, {"sps", sps}};
       const double state_saving = ddp["state"] - state;
-      std::printf("%s,%d,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f,%s,%.2f\n", s.c_str(), n, P, state, state_f, grad,
-                  grad_f, rss, sps, state / ddp["state"], grad / ddp["grad"],
-                  state_saving > 1 ? format("%.2f", (ddp["rss"] - rss) / state_saving).c_str() : "",
-                  sps / ddp["sps"]);
+      auto share = [&](double saved) { return state_saving > 1 ? format("%.2f", saved / state_saving) : std::string(); };
+      std::printf("%s,%d,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f,%s,%s,%.2f\n", s.c_str(), n, P, state,
+                  state_f, grad, grad_f, rss, pss, sps, state / ddp["state"], grad / ddp["grad"],
+                  share(ddp["rss"] - rss).c_str(), share(ddp["pss"] - pss).c_str(), sps / ddp["sps"]);
       std::fflush(stdout);
     }
   }

@@ -18,7 +18,8 @@ ReduceScatteredGradients::ReduceScatteredGradients(std::vector<torch::Tensor> pa
   dtype_ = to_dtype(opts.dtype().toScalarType());
   esize_ = dtype_size(dtype_);
   int64_t largest = 1;
-  for (const auto& b : layout_.buckets) largest = std::max(largest, b.block * layout_.world);
+  for (const auto& b : layout_.buckets)
+    if (!direct(b)) largest = std::max(largest, b.block * layout_.world);
   slot_bytes_ = (size_t(largest) * esize_ + 63) / 64 * 64;
   if (!opts.device().is_cuda())
     engine_.enqueue([&](Communicator& c) {
@@ -68,9 +69,24 @@ void ReduceScatteredGradients::submit_ready_in_order() {
 }
 
 // Copies bucket b's gradients into staging slot b % 2 (once bucket b-2, its previous user, is
-// reduced), releases them, and queues the reduce-scatter into this rank's owned block.
+// reduced), releases them, and queues the reduce-scatter into this rank's owned block. A bucket
+// that is one parameter larger than the bucket cap, whose size N divides, needs no staging.
 void ReduceScatteredGradients::submit(size_t b) {
   const auto& bk = layout_.buckets[b];
+  const DType dt = dtype_;
+  const int64_t count = bk.block;
+  char* out = static_cast<char*>(owned_.data_ptr()) + size_t(bk.owned_start) * esize_;
+  ++reductions_;
+  if (direct(bk)) {  // one parameter that splits evenly: reduce-scatter straight out of its .grad
+    torch::Tensor& g = params_[bk.params[0]].mutable_grad();
+    torch::Tensor send = g.defined() ? g.contiguous() : torch::zeros({layout_.numel[bk.params[0]]}, owned_.options());
+    g = torch::Tensor();  // released once the reduction (which holds `send`) is done
+    if (send.is_cuda()) torch::cuda::synchronize();
+    handles_[b] = engine_.enqueue([send, out, count, dt](Communicator& c) {
+      c.reduce_scatter(send.data_ptr(), out, count, dt, ReduceOp::Avg);
+    });
+    return;
+  }
   if (b >= 2) handles_[b - 2].wait();
   char* slot = staging_ + (b % 2) * slot_bytes_;
   torch::NoGradGuard no_grad;
@@ -88,10 +104,6 @@ void ReduceScatteredGradients::submit(size_t b) {
   const int64_t padding = bk.block * layout_.world - bk.elems;
   if (padding) slot_view(bk.elems, padding).zero_();
   if (on_device) torch::cuda::synchronize();  // the copies must land before the communicator's stream reads
-  char* out = static_cast<char*>(owned_.data_ptr()) + size_t(bk.owned_start) * esize_;
-  const int64_t count = bk.block;
-  const DType dt = dtype_;
-  ++reductions_;
   handles_[b] = engine_.enqueue(
       [slot, out, count, dt](Communicator& c) { c.reduce_scatter(slot, out, count, dt, ReduceOp::Avg); });
 }

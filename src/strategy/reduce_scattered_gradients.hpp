@@ -2,7 +2,8 @@
 // shard_layout.hpp) is final in a synchronising backward, the bucket is copied into one of two
 // staging slots in the node-shared window, the parameters' .grad tensors are released, and the
 // engine thread reduce-scatters (averages) the slot straight out of shared memory into this
-// rank's owned-gradient buffer, while backward goes on. Buckets are reduced in order, the same on
+// rank's owned-gradient buffer, while backward goes on (a bucket that is one evenly splitting
+// parameter is reduce-scattered from its .grad, which is released after). Buckets are reduced in order, the same on
 // every rank. After the step a rank holds only the averaged gradients of the elements it owns
 // (1/N); a backward without synchronisation (gradient accumulation) accumulates into .grad as usual.
 #pragma once
@@ -41,6 +42,11 @@ class ReduceScatteredGradients {
   void mark_ready(size_t i);
   void submit_ready_in_order();  // with m_ held
   void submit(size_t b);
+  /// One parameter with no padding: reduced from its own .grad, not through a staging slot (so
+  /// a parameter larger than the bucket cap does not size the slots).
+  bool direct(const ShardLayout::Bucket& b) const {
+    return b.params.size() == 1 && b.block * layout_.world == b.elems;
+  }
 
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;

@@ -22,6 +22,10 @@ expect 2 "usage: mpitrain-bench" --
 expect 2 "allreduce runs on the ranks of an MPI job" -- allreduce
 expect 2 "unrecognised option '--fast'" -- spawn --fast
 expect 2 "--size-mb and --runs must be at least 1" -- ckpt --size-mb 0
+expect 2 "--strategies must start with ddp" -- memory --strategies sharded1
+expect 2 "unknown strategy 'zero3'" -- memory --strategies ddp,zero3
+expect 2 "--ranks: 'x' is not a rank count" -- memory --ranks 1,x
+expect 2 "--hidden: '0' is not a positive width" -- memory --hidden 0
 expect 2 "--dir /nonexistent is not a directory" -- ckpt --dir /nonexistent
 expect 2 "engine runs on the ranks of an MPI job" -- engine
 expect 2 "case '100y4K' is not TENSORSxSIZE" -- engine --cases 100y4K
@@ -33,6 +37,14 @@ done
 help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
   [[ $help == *"$col"* ]] || { echo "FAIL: --help does not explain column $col"; fail=1; }
+done
+help=$("$BENCH" memory --help) || { echo "FAIL: memory --help exited non-zero"; fail=1; }
+for col in strategy ranks params state_MB state_formula grad_MB grad_formula rss_MB pss_MB samples_per_s state_vs_ddp grad_vs_ddp rss_saving_vs_state_saving pss_saving_vs_state_saving speed_vs_ddp; do
+  [[ $help == *"$col"* ]] || { echo "FAIL: memory --help does not explain column $col"; fail=1; }
+done
+help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
+for m in rs_mpi rs_user rs_zero_copy ag_mpi ag_user ag_zero_copy; do
+  [[ $help == *"$m"* ]] || { echo "FAIL: allreduce --help does not explain method $m"; fail=1; }
 done
 help=$("$BENCH" ckpt --help) || { echo "FAIL: ckpt --help exited non-zero"; fail=1; }
 for col in case op bytes median_s MBps vs_dd; do
