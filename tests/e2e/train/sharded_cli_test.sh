@@ -3,11 +3,14 @@
 # strategy independent. Runs saved on 4 workers resume on 2 (stage 1 and 2; and 2 -> 4, and
 # Sharded -> DDP) and end with the weights of DDP saved and resumed the same way (max |dw| <= 1e-5),
 # and DDP -> Sharded; stage 2 with --precision bf16-mixed matches DDP with it; the sharded
-# checkpoints pass mpitrain-ckpt verify; bad input is one line and exit 2.
-# Usage: sharded_cli_test.sh <mpitrain-train> <mpitrain-ckpt>
+# checkpoints pass mpitrain-ckpt verify and PyTorch's interop script loads them; bad input is one
+# line and exit 2.
+# Usage: sharded_cli_test.sh <mpitrain-train> <mpitrain-ckpt> <ckpt_forward> <dir of torch_interop.py>
 set -uo pipefail
 BIN=$(realpath "$1")
 CKPT=$(realpath "$2")
+FORWARD=$(realpath "$3")
+INTEROP=$(realpath "$4")/torch_interop.py
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -69,6 +72,11 @@ for f in sh42/checkpoints/*.h5 sh24/checkpoints/*.h5 sh42s2/checkpoints/*.h5; do
   if timeout -k 5 30 "$CKPT" verify "$f" > verify.log 2>&1; then :; else echo "FAIL: mpitrain-ckpt verify $f"; cat verify.log; fail=1; fi
 done
 echo "ok: mpitrain-ckpt verify on $(ls sh42/checkpoints/*.h5 sh24/checkpoints/*.h5 sh42s2/checkpoints/*.h5 | wc -l) sharded checkpoints"
+# PyTorch loads a stage 1 and a stage 2 checkpoint into its own MLP and gets mpitrain's logits.
+for d in sh42 sh42s2; do
+  if "$FORWARD" "$(latest $d)" fwd_$d.h5 16 > fwd.log 2>&1 && /usr/bin/python3 "$INTEROP" "$(latest $d)" fwd_$d.h5 >> fwd.log 2>&1
+  then echo "ok: PyTorch interop on $(latest $d)"; else echo "FAIL: PyTorch interop on $(latest $d)"; cat fwd.log; fail=1; fi
+done
 
 # Bad input: one line, exit 2.
 expect2() {  # expect2 <text in the message> args...
