@@ -14,6 +14,7 @@
 #include "mpitrain/launch/runtime.hpp"
 #include "mpitrain/strategy/gradient_compression.hpp"
 #include "mpitrain/train/trainer.hpp"
+#include "mpitrain/tune/tune_report.hpp"
 #include "train/classifier.hpp"
 
 namespace po = boost::program_options;
@@ -47,6 +48,8 @@ const Flag kFlags[] = {
     {"batch-size", "/config/batch_size", "batch size per worker"},
     {"accumulate-grad-batches", "/trainer/accumulate_grad_batches", "micro-batches per optimizer step"},
     {"lr", "/config/lr", "learning rate"},
+    {"layer-1", "/config/layer_1", "MLP: first hidden layer's width"},
+    {"layer-2", "/config/layer_2", "MLP: second hidden layer's width"},
     {"optimizer", "/config/optimizer", "sgd | adam | adamw"},
     {"momentum", "/config/momentum", "SGD momentum"},
     {"weight-decay", "/config/weight_decay", "weight decay"},
@@ -77,7 +80,7 @@ const Flag kFlags[] = {
 json defaults() {
   return {{"trainer", TrainerOptions{}.to_json()},
           {"config",
-           {{"model", "mlp"}, {"dataset", "fashion-mnist"}, {"data_dir", ""}, {"batch_size", 64}, {"lr", 0.05},
+           {{"model", "mlp"}, {"dataset", "fashion-mnist"}, {"data_dir", ""}, {"batch_size", 64}, {"lr", 0.05}, {"layer_1", 1024}, {"layer_2", 1024},
             {"optimizer", "sgd"}, {"momentum", 0.9}, {"weight_decay", 0.0}, {"scheduler", "none"}}}};
 }
 
@@ -170,6 +173,19 @@ void apply_horovod_flags(const po::variables_map& vm, json& root) {
   root["trainer"]["scaling"]["num_workers"] = h * k;  // spawn mode; under mpirun the strategy checks the world
 }
 
+// --tune-report: a sweep trial reports through the tune_report callback (validated here, on every rank).
+void apply_tune_report_flag(const po::variables_map& vm, json& root) {
+  if (!vm.count("tune-report")) return;
+  json o;
+  try {
+    o = json::parse(vm["tune-report"].as<std::string>());
+  } catch (const json::exception& e) {
+    throw ConfigError(std::string("--tune-report: not valid JSON (") + e.what() + ")");
+  }
+  tune::TuneReportOptions::from_json(o);
+  root["trainer"]["callbacks"].push_back({{"name", "tune_report"}, {"options", o}});
+}
+
 // --summary-json must be writable before training starts, not found unwritable at the end.
 void check_summary_path(const std::string& path) {
   if (path.empty()) return;
@@ -233,6 +249,7 @@ int main(int argc, char** argv) {
       ("num-hosts", po::value<int>(), "with --strategy horovod: hosts x --num-slots workers (HorovodRayStrategy's shape) instead of --workers")
       ("num-slots", po::value<int>(), "with --strategy horovod: workers per host")
       ("sharded-stage", po::value<int>(), "with --strategy sharded: ZeRO stage (1: optimizer state sharded; 2: and gradients)")
+      ("tune-report", po::value<std::string>(), "sweep trials: the tune_report callback's options as JSON (mpitrain-sweep sets it)")
       ("summary-json", po::value(&summary_json), "write test accuracy, epochs, steps, wall time, samples/s here")
       ("resume", po::value(&resume)->default_value(resume),
        "none | auto (resume from the checkpoint directory's latest if there is one) | latest (must exist) | PATH");
@@ -258,6 +275,7 @@ int main(int argc, char** argv) {
     }
     apply_horovod_flags(vm, root);
     apply_sharded_flags(vm, root);
+    apply_tune_report_flag(vm, root);
     Config& config = root["config"];
     if (config["data_dir"] == "") config.erase("data_dir");
     if (config["scheduler"] != "none")  // schedules span the whole run: epochs x optimizer steps per epoch

@@ -25,6 +25,8 @@ void validate_classifier_config(const Config& c) {
   if (batch < 1 || batch > (int64_t(1) << 31) - 1)
     throw ConfigError("batch size must be at least 1" + std::string(batch < 1 ? "" : " and below 2^31") + " (got " +
                       std::to_string(batch) + ")");
+  for (const char* k : {"layer_1", "layer_2"})
+    if (c.value(k, int64_t(1024)) < 1) throw ConfigError(std::string(k) + " (MLP hidden size) must be at least 1 (got " + std::to_string(c.value(k, int64_t(1024))) + ")");
   const double lr = c.value("lr", 0.05);
   if (!(lr > 0) || !std::isfinite(lr)) throw ConfigError("learning rate must be positive and finite (got " + std::to_string(lr) + ")");
   for (const char* k : {"momentum", "weight_decay"})
@@ -46,7 +48,11 @@ void validate_classifier_config(const Config& c) {
 
 Classifier::Classifier(const Config& config) : cfg_(config) {
   validate_classifier_config(cfg_);
-  net_ = register_module("net", models::make_model(cfg_.value("model", "mlp"), 1, 28, 10));
+  const std::string model = cfg_.value("model", "mlp");
+  // The MLP's hidden sizes come from the config (sweeps tune them: layer_1, layer_2).
+  net_ = register_module("net", model == "mlp" ? models::make_mlp(28 * 28, {cfg_.value("layer_1", int64_t(1024)),
+                                                                            cfg_.value("layer_2", int64_t(1024))}, 10)
+                                               : models::make_model(model, 1, 28, 10));
 }
 
 torch::Tensor Classifier::training_step(const Batch& batch, int64_t) {

@@ -2,7 +2,8 @@
 // named in the Config. Registered as "Classifier".
 //   config keys: model (mlp|lenet|resnet18), dataset (fashion-mnist|synthetic|hdf5:PATH),
 //   data_dir, batch_size, lr, optimizer (sgd|adam|adamw), momentum, weight_decay,
-//   scheduler (none|step|cosine|one-cycle), total_steps (for the schedule)
+//   scheduler (none|step|cosine|one-cycle), total_steps (for the schedule), layer_1 and layer_2
+//   (the MLP's hidden sizes, default 1024 each)
 #pragma once
 #include "mpitrain/models/models.hpp"
 #include "mpitrain/train/module.hpp"
