@@ -3,6 +3,8 @@
 //   mpitrain-sweep run --space FILE --dir DIR --num-samples N --metric val_loss --mode min
 //                      [--scheduler asha --max-t 8 --grace-period 1 --reduction-factor 2]
 //                      [--workers-per-trial W --cpus-per-worker C --slots S] [--seed K] [-- trial options]
+//   mpitrain-sweep submit (run's options) [--array-parallelism K] [--sbatch-arg A]... [--dry-run]
+//                      a Slurm array, one trial per task (slurm/sweep.sbatch runs `run-trial DIR I`)
 //   mpitrain-sweep status DIR      one line per trial
 //   mpitrain-sweep collect DIR     results.csv / results.json and the best trial
 // A trial's config keys that name mpitrain-train options (lr, batch_size -> --batch-size,
@@ -18,6 +20,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <chrono>
 
 #include "mpitrain/errors.hpp"
 #include "mpitrain/tune/search_space.hpp"
@@ -32,6 +35,7 @@ namespace {
 
 const char* kUsage =
     "usage: mpitrain-sweep run --space FILE --dir DIR --metric NAME [options] [-- mpitrain-train options]\n"
+    "       mpitrain-sweep submit --space FILE --dir DIR --metric NAME [--array-parallelism K] [options] [-- ...]\n"
     "       mpitrain-sweep status DIR\n"
     "       mpitrain-sweep collect DIR\n"
     "'mpitrain-sweep run --help' lists the options.\n";
@@ -93,7 +97,51 @@ void check_trial_options(std::vector<std::string> argv) {
   }
 }
 
-int cmd_run(std::vector<std::string> args) {
+struct Sweep {
+  tune::SweepPlan plan;
+  std::string dir, train_bin;
+  int slots = 0, array_parallelism = 0;
+  bool dry_run = false;
+  std::vector<std::string> sbatch_args;
+  TrainFlags flags;
+};
+
+// argv of one trial's mpitrain-train.
+std::vector<std::string> trial_argv(const Sweep& sw, const json& t) {
+  const tune::SweepPlan& plan = sw.plan;
+  const std::string id = t.at("id"), tdir = tune::trial_dir(sw.dir, id);
+  std::vector<std::string> argv = {sw.train_bin};
+  argv.insert(argv.end(), plan.trial_args.begin(), plan.trial_args.end());
+  const json& config = t.at("config");
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    std::string f = it.key();
+    std::replace(f.begin(), f.end(), '_', '-');
+    auto fl = sw.flags.takes_value.find(f);
+    if (fl == sw.flags.takes_value.end()) continue;
+    if (!fl->second) {
+      if (it.value() == true) argv.push_back("--" + f);
+      continue;
+    }
+    argv.push_back("--" + f);
+    argv.push_back(flag_text(it.value()));
+  }
+  tune::TuneReportOptions report;
+  report.dir = sw.dir;
+  report.trial = id;
+  report.scheduler = plan.scheduler;
+  report.asha = plan.asha;
+  argv.insert(argv.end(), {"--workers", std::to_string(plan.workers_per_trial), "--cpus-per-worker",
+                           std::to_string(plan.cpus_per_worker), "--output-dir", tdir, "--resume", "auto",
+                           "--summary-json", tdir + "/result.json", "--tune-report", json(report).dump()});
+  if (!has_flag(plan.trial_args, "no-progress")) argv.push_back("--no-progress");
+  return argv;
+}
+
+// Parses run's / submit's options, checks everything that can be checked before a trial starts,
+// and writes (or checks) the plan in the sweep directory.
+Sweep prepare(std::vector<std::string> args, bool submit, bool* help) {
+  Sweep sw;
+  tune::SweepPlan& plan = sw.plan;
   std::vector<std::string> trial_args;
   for (size_t i = 0; i < args.size(); ++i)
     if (args[i] == "--") {
@@ -101,13 +149,12 @@ int cmd_run(std::vector<std::string> args) {
       args.resize(i);
       break;
     }
-  tune::SweepPlan plan;
-  std::string space_file, dir, train_bin;
-  int slots = 0;
-  po::options_description desc("mpitrain-sweep run [options] [-- options for every trial's mpitrain-train]");
+  std::string space_file;
+  po::options_description desc(std::string("mpitrain-sweep ") + (submit ? "submit" : "run") +
+                               " [options] [-- options for every trial's mpitrain-train]");
   desc.add_options()("help,h", "show this help")
       ("space", po::value(&space_file)->required(), "search space JSON file (Tune's dict: choice, uniform, quniform, loguniform, randint, grid_search, constants)")
-      ("dir", po::value(&dir)->required(), "sweep directory (a restart with the same options resumes it)")
+      ("dir", po::value(&sw.dir)->required(), "sweep directory (a restart with the same options resumes it)")
       ("num-samples", po::value(&plan.num_samples)->default_value(1), "samples per grid combination")
       ("metric", po::value(&plan.metric)->required(), "metric that ranks trials: val_loss, val_acc or train_loss")
       ("mode", po::value(&plan.mode)->default_value("min"), "min | max")
@@ -119,23 +166,32 @@ int cmd_run(std::vector<std::string> args) {
       ("time-attr", po::value(&plan.asha.time_attr)->default_value(plan.asha.time_attr), "ASHA: epoch | step")
       ("workers-per-trial", po::value(&plan.workers_per_trial)->default_value(1), "spawned workers per trial")
       ("cpus-per-worker", po::value(&plan.cpus_per_worker)->default_value(1), "LibTorch threads per worker")
-      ("slots", po::value(&slots)->default_value(0), "CPUs for trials (0: the Slurm allocation's, else this machine's)")
-      ("train-bin", po::value(&train_bin), "mpitrain-train to run (default: the one next to mpitrain-sweep)");
+      ("train-bin", po::value(&sw.train_bin), "mpitrain-train to run (default: the one next to mpitrain-sweep)");
+  if (submit)
+    desc.add_options()
+        ("array-parallelism", po::value(&sw.array_parallelism)->default_value(2), "array tasks at once (--array=0-(n-1)%K)")
+        ("sbatch-arg", po::value(&sw.sbatch_args)->composing(), "passed to sbatch (repeatable), e.g. --sbatch-arg=--time=01:00:00")
+        ("dry-run", po::bool_switch(&sw.dry_run), "write the sweep directory and sweep.sbatch, do not submit");
+  else
+    desc.add_options()("slots", po::value(&sw.slots)->default_value(0), "CPUs for trials (0: the Slurm allocation's, else this machine's)");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).positional({}).run(), vm);
-  if (vm.count("help")) {
+  if ((*help = vm.count("help") > 0)) {
     std::cout << desc << "\n";
-    return 0;
+    return sw;
   }
   po::notify(vm);
-  if (train_bin.empty()) train_bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mpitrain-train").string();
+  if (submit && sw.array_parallelism < 1) throw ConfigError("--array-parallelism must be at least 1");
+  if (sw.train_bin.empty())
+    sw.train_bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mpitrain-train").string();
+  sw.dir = std::filesystem::absolute(sw.dir).lexically_normal().string();  // array tasks may start elsewhere
   if (!kReported.count(plan.metric))
     throw ConfigError("metric '" + plan.metric + "' is never reported by mpitrain-train trials (they report train_loss, val_loss, val_acc)");
   tune::SearchSpace::from_file(space_file);  // ConfigError naming the key, or the JSON error's line
   plan.space = json::parse(std::ifstream(space_file));
   plan.trial_args = trial_args;
   tune::expand(plan);
-  const TrainFlags flags = train_flags(train_bin);
+  sw.flags = train_flags(sw.train_bin);
   for (const auto& r : kReserved)
     if (has_flag(trial_args, r)) throw ConfigError("--" + r + " is set by the sweep for every trial; leave it out");
   std::set<std::string> recorded_only;
@@ -143,49 +199,32 @@ int cmd_run(std::vector<std::string> args) {
     std::string f = it.key();
     std::replace(f.begin(), f.end(), '_', '-');
     if (kReserved.count(f)) throw ConfigError("search space key '" + it.key() + "' is set by the sweep for every trial");
-    if (!flags.takes_value.count(f)) recorded_only.insert(it.key());
+    if (!sw.flags.takes_value.count(f)) recorded_only.insert(it.key());
   }
   for (const auto& k : recorded_only)
     std::cout << "mpitrain-sweep: space key '" << k << "' names no mpitrain-train option: recorded in the results only\n";
   if (plan.scheduler == "asha" && plan.asha.time_attr == "epoch" && !plan.space.contains("epochs") &&
       !has_flag(trial_args, "epochs"))
     plan.trial_args.insert(plan.trial_args.end(), {"--epochs", std::to_string(int64_t(plan.asha.max_t))});
-  tune::save_or_check_plan(dir, plan);
+  check_trial_options(trial_argv(sw, plan.trials.at(0)));
+  if (!submit) {  // the allocation must hold one trial
+    const int slots = sw.slots > 0 ? sw.slots : tune::allocation_slots(), need = plan.workers_per_trial * plan.cpus_per_worker;
+    if (need > slots)
+      throw ConfigError("a trial needs " + std::to_string(plan.workers_per_trial) + " workers x " +
+                        std::to_string(plan.cpus_per_worker) + " CPUs = " + std::to_string(need) +
+                        " slots, the allocation has " + std::to_string(slots));
+  }
+  tune::save_or_check_plan(sw.dir, plan);
+  // One argv per trial in the directory: what an array task runs.
+  for (const auto& t : plan.trials) {
+    const std::string tdir = tune::trial_dir(sw.dir, t.at("id"));
+    std::filesystem::create_directories(tdir);
+    std::ofstream(tdir + "/argv.json") << json(trial_argv(sw, t)).dump() << "\n";
+  }
+  return sw;
+}
 
-  auto command = [&](const json& t) {
-    const std::string id = t.at("id"), tdir = tune::trial_dir(dir, id);
-    std::vector<std::string> argv = {train_bin};
-    argv.insert(argv.end(), plan.trial_args.begin(), plan.trial_args.end());
-    const json& config = t.at("config");
-    for (auto it = config.begin(); it != config.end(); ++it) {
-      std::string f = it.key();
-      std::replace(f.begin(), f.end(), '_', '-');
-      auto fl = flags.takes_value.find(f);
-      if (fl == flags.takes_value.end()) continue;
-      if (!fl->second) {
-        if (it.value() == true) argv.push_back("--" + f);
-        continue;
-      }
-      argv.push_back("--" + f);
-      argv.push_back(flag_text(it.value()));
-    }
-    tune::TuneReportOptions report;
-    report.dir = dir;
-    report.trial = id;
-    report.scheduler = plan.scheduler;
-    report.asha = plan.asha;
-    argv.insert(argv.end(), {"--workers", std::to_string(plan.workers_per_trial), "--cpus-per-worker",
-                             std::to_string(plan.cpus_per_worker), "--output-dir", tdir, "--resume", "auto",
-                             "--summary-json", tdir + "/result.json", "--tune-report", json(report).dump()});
-    if (!has_flag(plan.trial_args, "no-progress")) argv.push_back("--no-progress");
-    return argv;
-  };
-  check_trial_options(command(plan.trials.at(0)));
-  tune::RunOptions ro;
-  ro.slots = slots;
-  const auto t0 = std::chrono::steady_clock::now();
-  const int failed = tune::run_sweep(dir, plan, command, ro);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+int report_results(const std::string& dir, const tune::SweepPlan& plan, int failed, double wall) {
   const auto results = tune::collect(dir);
   int64_t trial_epochs = 0;
   double trial_wall = 0;
@@ -204,6 +243,75 @@ int cmd_run(std::vector<std::string> args) {
               plan.metric.c_str(), best->last[plan.metric].dump().c_str(), best->config.dump().c_str(),
               best->checkpoint.c_str(), dir.c_str());
   return 0;
+}
+
+std::vector<std::string> saved_argv(const std::string& dir, const json& t) {
+  std::ifstream in(tune::trial_dir(dir, t.at("id")) + "/argv.json");
+  if (!in) throw ConfigError("trial " + t.at("id").get<std::string>() + " has no argv.json in " + dir);
+  return json::parse(in).get<std::vector<std::string>>();
+}
+
+int cmd_run(const std::vector<std::string>& args) {
+  bool help = false;
+  Sweep sw = prepare(args, false, &help);
+  if (help) return 0;
+  tune::RunOptions ro;
+  ro.slots = sw.slots;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int failed = tune::run_sweep(sw.dir, sw.plan, [&](const json& t) { return saved_argv(sw.dir, t); }, ro);
+  return report_results(sw.dir, sw.plan, failed, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// A Slurm array over the trials: slurm/sweep.sbatch (next to this binary) runs `run-trial` per task.
+int cmd_submit(const std::vector<std::string>& args) {
+  bool help = false;
+  Sweep sw = prepare(args, true, &help);
+  if (help) return 0;
+  const auto here = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+  std::string tmpl;
+  for (const auto& c : {here / "sweep.sbatch", here / "../share/mpitrain/slurm/sweep.sbatch"})
+    if (std::filesystem::exists(c)) {
+      tmpl = c.string();
+      break;
+    }
+  if (tmpl.empty()) throw ConfigError("slurm/sweep.sbatch not found next to " + here.string());
+  const std::string script = sw.dir + "/sweep.sbatch";
+  std::filesystem::copy_file(tmpl, script, std::filesystem::copy_options::overwrite_existing);
+  const int n = int(sw.plan.trials.size());
+  std::vector<std::string> cmd = {"sbatch", "--parsable", "--array=0-" + std::to_string(n - 1) + "%" + std::to_string(sw.array_parallelism),
+                                  "--cpus-per-task=" + std::to_string(sw.plan.workers_per_trial * sw.plan.cpus_per_worker),
+                                  "--output=" + sw.dir + "/slurm-%A_%a.out"};
+  cmd.insert(cmd.end(), sw.sbatch_args.begin(), sw.sbatch_args.end());
+  cmd.insert(cmd.end(), {script, std::filesystem::read_symlink("/proc/self/exe").string(), sw.dir});
+  std::string line;
+  for (const auto& c : cmd) line += (line.empty() ? "" : " ") + ("'" + c + "'");
+  std::ofstream(sw.dir + "/submit.sh") << "#!/bin/sh\n" << line << "\n";
+  if (sw.dry_run) {
+    std::printf("mpitrain-sweep: %d trials planned in %s; submit with: sh %s/submit.sh\n", n, sw.dir.c_str(), sw.dir.c_str());
+    return 0;
+  }
+  FILE* p = ::popen((line + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = p ? ::pclose(p) : -1;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  if (rc != 0) throw Error("sbatch failed (is it on PATH?): " + out);
+  std::printf("mpitrain-sweep: submitted array job %s (%d trials, %d at once); mpitrain-sweep status %s\n", out.c_str(), n,
+              sw.array_parallelism, sw.dir.c_str());
+  return 0;
+}
+
+// One array task: trial INDEX of the sweep in DIR (skipped when already finished).
+int cmd_run_trial(const std::string& dir, const std::string& index) {
+  tune::SweepPlan plan = tune::load_plan(dir);
+  const size_t i = size_t(std::stoul(index));
+  if (i >= plan.trials.size()) throw ConfigError("trial index " + index + " outside the sweep's " + std::to_string(plan.trials.size()) + " trials");
+  tune::SweepPlan one = plan;
+  one.trials = {plan.trials[i]};
+  tune::RunOptions ro;
+  ro.slots = plan.workers_per_trial * plan.cpus_per_worker;  // the task's allocation holds exactly one trial
+  return tune::run_sweep(dir, one, [&](const json& t) { return saved_argv(dir, t); }, ro) ? 1 : 0;
 }
 
 int cmd_status(const std::string& dir, bool collect_only) {
@@ -235,6 +343,8 @@ int main(int argc, char** argv) {
     const std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "run") return cmd_run(args);
+    if (cmd == "submit") return cmd_submit(args);
+    if (cmd == "run-trial" && args.size() == 2) return cmd_run_trial(args[0], args[1]);
     if ((cmd == "status" || cmd == "collect") && args.size() == 1) return cmd_status(args[0], cmd == "collect");
     if (cmd == "status" || cmd == "collect") throw ConfigError(cmd + " takes one argument: the sweep directory");
     throw ConfigError("unknown command '" + cmd + "'\n" + kUsage);
