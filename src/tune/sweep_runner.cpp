@@ -105,7 +105,18 @@ int run_sweep(const std::string& dir, const SweepPlan& plan, const TrialCommand&
     const json st = read_json(tdir + "/status.json");
     const std::string status = st.is_object() ? st.value("status", "") : "";
     if (status == "finished" || status == "stopped" || status == "failed") continue;
-    if (status == "running") wait_gone(st.value("pid", 0));
+    if (status == "running") {
+      wait_gone(st.value("pid", 0));
+      // It ran to its end (mpitrain-train writes result.json last) but the driver died before
+      // recording that: record it now instead of running it again.
+      if (fs::exists(tdir + "/result.json")) {
+        json done = st;
+        done["status"] = fs::exists(tdir + "/stopped.json") ? "stopped" : "finished";
+        done.erase("pid");
+        write_json(tdir + "/status.json", done);
+        continue;
+      }
+    }
     queue.push_back(&t);
   }
   log("sweep " + dir + ": " + std::to_string(plan.trials.size()) + " trials, " + std::to_string(queue.size()) +

@@ -92,6 +92,14 @@ sys.exit(1 if bad else 0)
 PY
 echo "   ($done_before trial(s) had finished before the kill; $(grep -c 'running' k2.log) (re)started after)"
 
+# 3b. A trial that ran to its end while its driver was killed (status still "running") is recorded,
+#     not run again: its result.json says it finished.
+/usr/bin/python3 -c "import json; json.dump({'status': 'running', 'pid': 999999, 'wall_s': 1.0}, open('a/trials/t0000/status.json', 'w'))"
+timeout -k 5 120 "$SWEEP" run --space seed.json --dir a --num-samples 8 --metric val_loss --mode min --slots 2 --seed 5 \
+  -- "${tiny[@]}" --epochs 2 > a2.log 2>&1
+grep -q "8 trials, 0 to run" a2.log && grep -q '"finished"' a/trials/t0000/status.json \
+  && ok "a finished trial whose driver died before recording it is not rerun" || { bad "finished trial rerun"; cat a2.log; }
+
 # 4. Bad input: one line, exit 2, before any trial starts.
 expect2() {  # expect2 <text> <dir> args...
   local want=$1 dir=$2; shift 2
