@@ -17,6 +17,7 @@ const char* kUsage =
     "  allreduce   allreduce, reduce-scatter, allgather sweep, mpitrain paths vs plain MPI (mpirun -n N mpitrain-bench ...)\n"
     "  spawn       launch -> all workers ready, 2 and 4 workers, vs torch.multiprocessing.spawn (run alone)\n"
     "  train       MLP training samples/s: 1 rank, 2 ranks with mpitrain DDP, PyTorch DDP (run alone)\n"
+    "  seed        the seed example's ResNet-18 samples/s: 1 rank, 2 ranks mpitrain DDP, PyTorch DDP + torchvision (run alone)\n"
     "  engine      named tensors through the Horovod-style coordinator vs MPI_Allreduce; Horovod vs DDP MLP (mpirun -n 2 ...)\n"
     "  memory      per-rank memory and samples/s of DDP vs Sharded stage 1/2 (ZeRO), Adam, 1/2/4 ranks (run alone)\n"
     "  ckpt        checkpoint write (fsync) and read MB/s of a ~100 MB state vs torch::save and dd (run alone)\n"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     if (args[0] == "allreduce") return mpitrain::bench::run_allreduce(rest, spmd);
     if (args[0] == "spawn") return mpitrain::bench::run_spawn(rest, spmd);
     if (args[0] == "train") return mpitrain::bench::run_train(rest, spmd);
+    if (args[0] == "seed") return mpitrain::bench::run_train(rest, spmd, true);
     if (args[0] == "engine") return mpitrain::bench::run_engine(rest, spmd);
     if (args[0] == "ckpt") return mpitrain::bench::run_ckpt(rest, spmd);
     if (args[0] == "memory") return mpitrain::bench::run_memory(rest, spmd);

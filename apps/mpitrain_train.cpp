@@ -32,7 +32,7 @@ struct Flag {
 };
 
 const Flag kFlags[] = {
-    {"model", "/config/model", "mlp | lenet | resnet18"},
+    {"model", "/config/model", "mlp | lenet | resnet18 (torchvision's) | resnet18-cifar (3x3 stem, no max-pool)"},
     {"dataset", "/config/dataset", "fashion-mnist | synthetic | hdf5:PATH"},
     {"data-dir", "/config/data_dir", "Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)"},
     {"workers", "/trainer/scaling/num_workers", "workers to spawn when run alone"},
@@ -46,6 +46,8 @@ const Flag kFlags[] = {
     {"limit-train-batches", "/trainer/limit_train_batches", "batches per epoch (-1: all)"},
     {"limit-val-batches", "/trainer/limit_val_batches", "validation batches (-1: all)"},
     {"batch-size", "/config/batch_size", "batch size per worker"},
+    {"init-weights", "/config/init_weights", "HDF5 file whose /model holds the model's tensors by name (e.g. torchvision weights saved with h5py)"},
+    {"val-split", "/config/val_split", "Fashion-MNIST: training images held out for validation (0: none; the test set is only for test)"},
     {"accumulate-grad-batches", "/trainer/accumulate_grad_batches", "micro-batches per optimizer step"},
     {"lr", "/config/lr", "learning rate"},
     {"layer-1", "/config/layer_1", "MLP: first hidden layer's width"},
@@ -80,7 +82,7 @@ const Flag kFlags[] = {
 json defaults() {
   return {{"trainer", TrainerOptions{}.to_json()},
           {"config",
-           {{"model", "mlp"}, {"dataset", "fashion-mnist"}, {"data_dir", ""}, {"batch_size", 64}, {"lr", 0.05}, {"layer_1", 1024}, {"layer_2", 1024},
+           {{"model", "mlp"}, {"dataset", "fashion-mnist"}, {"data_dir", ""}, {"batch_size", 64}, {"lr", 0.05}, {"layer_1", 1024}, {"layer_2", 1024}, {"val_split", 5000}, {"init_weights", ""},
             {"optimizer", "sgd"}, {"momentum", 0.9}, {"weight_decay", 0.0}, {"scheduler", "none"}}}};
 }
 
@@ -278,6 +280,7 @@ int main(int argc, char** argv) {
     apply_tune_report_flag(vm, root);
     Config& config = root["config"];
     if (config["data_dir"] == "") config.erase("data_dir");
+    if (config["init_weights"] == "") config.erase("init_weights");
     if (config["scheduler"] != "none")  // schedules span the whole run: epochs x optimizer steps per epoch
       config["total_steps"] = root["trainer"]["max_steps"].get<int64_t>() > 0 ? root["trainer"]["max_steps"].get<int64_t>() : 1000000;
     if (!vm["workers"].defaulted()) root["trainer"]["mode"] = "spawn";  // an explicit --workers means spawn mode

@@ -94,7 +94,7 @@ inline double run_and_read(const std::string& cmd, const std::string& key) {
 /// Each parses its options first (so --help and option errors work anywhere), then checks the role.
 int run_allreduce(const std::vector<std::string>& args, bool spmd);
 int run_spawn(const std::vector<std::string>& args, bool spmd);
-int run_train(const std::vector<std::string>& args, bool spmd);
+int run_train(const std::vector<std::string>& args, bool spmd, bool seed = false);
 int run_ckpt(const std::vector<std::string>& args, bool spmd);
 int run_memory(const std::vector<std::string>& args, bool spmd);
 int run_engine(const std::vector<std::string>& args, bool spmd);

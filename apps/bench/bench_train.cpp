@@ -1,6 +1,7 @@
-// mpitrain-bench train: training throughput of an MLP 784-1024-1024-10, batch 64 per rank, one
-// LibTorch thread per rank: 1 rank (plain LibTorch), 2 ranks with mpitrain DDP, and PyTorch DDP
-// (gloo) on the same model from /usr/bin/python3, all in the same run.
+// mpitrain-bench train: training throughput of an MLP 784-1024-1024-10 (SGD, batch 64 per rank),
+// or with `seed` the seed example's torchvision ResNet-18 (Adam, batch 128 per rank), one LibTorch
+// thread per rank: 1 rank (plain LibTorch), 2 ranks with mpitrain DDP, and PyTorch DDP (gloo) on
+// the same model from /usr/bin/python3 (torchvision's resnet18 for the seed), all in the same run.
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
@@ -31,8 +32,9 @@ const char* kColumns = R"(Output (CSV; '#' lines are comments):
 // Runs on every worker: warm-up, then `steps` timed SGD steps; returns all ranks' samples/s.
 nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
   const int64_t batch = p.at("batch"), steps = p.at("steps"), warmup = p.at("warmup");
+  const bool resnet = p.value("model", "mlp") == "resnet18";
   torch::manual_seed(0);
-  auto model = models::make_mlp(784, {1024, 1024}, 10);
+  std::shared_ptr<models::Net> model = resnet ? models::make_resnet18(1, 10) : models::make_mlp(784, {1024, 1024}, 10);
   std::unique_ptr<Engine> engine;
   std::unique_ptr<DDP> ddp;
   if (ctx.world_size() > 1) {
@@ -45,8 +47,10 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
     ddp = std::make_unique<DDP>(o);
     ddp->setup(*model, nullptr, *engine);
   }
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  torch::Tensor x = torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (resnet) opt = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(1e-3));
+  else opt = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  torch::Tensor x = resnet ? torch::randn({batch, 1, 28, 28}) : torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});
   double t = 0;
   for (int64_t i = 0; i < warmup + steps; ++i) {
     if (i == warmup) {
@@ -54,10 +58,10 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
       t = MPI_Wtime();
     }
     if (ddp) ddp->zero_grad();
-    else opt.zero_grad();
+    else opt->zero_grad();
     torch::nn::functional::cross_entropy(model->forward(x), y).backward();
     if (ddp) ddp->after_backward();
-    opt.step();
+    opt->step();
   }
   if (engine) engine->synchronize();
   double dt = MPI_Wtime() - t;
@@ -68,17 +72,19 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
 }
 MPITRAIN_REGISTER_ENTRY_POINT("mpitrain-bench.train", train_entry);
 
-double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch) {
+double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch, const std::string& model) {
   return run_and_read("/usr/bin/python3 " + script + " " + std::to_string(ranks) + " 29611 " + std::to_string(steps) + " " +
-                          std::to_string(warmup) + " " + std::to_string(batch),
+                          std::to_string(warmup) + " " + std::to_string(batch) + " " + model,
                       "samples_per_s");
 }
 
 }  // namespace
 
-int run_train(const std::vector<std::string>& args, bool spmd) {
-  po::options_description desc("mpitrain-bench train [options]   (run alone: this process is the driver)");
-  int steps = 200, warmup = 20, batch = 64, repeats = 3;
+int run_train(const std::vector<std::string>& args, bool spmd, bool seed) {
+  po::options_description desc(std::string("mpitrain-bench ") + (seed ? "seed" : "train") +
+                               " [options]   (run alone: this process is the driver)");
+  const std::string model = seed ? "resnet18" : "mlp";
+  int steps = seed ? 30 : 200, warmup = seed ? 3 : 20, batch = seed ? 128 : 64, repeats = 3;
   double bucket_mb = 25, first_mb = 1;
   bool no_torch = false;
   desc.add_options()("help,h", "show this help and the meaning of every column")
@@ -100,7 +106,7 @@ int run_train(const std::vector<std::string>& args, bool spmd) {
     for (int i = 0; i < repeats; ++i) {
       Result r = launch("mpitrain-bench.train",
                         {{"batch", batch}, {"steps", steps}, {"warmup", warmup}, {"bucket_cap_mb", bucket_mb},
-                         {"first_bucket_mb", first_mb}},
+                         {"first_bucket_mb", first_mb}, {"model", model}},
                         {ranks, 1, false});
       if (!r.ok()) throw Error("benchmark run failed: " + r.error);
       sps.push_back(r.value.at("samples_per_s"));
@@ -108,7 +114,9 @@ int run_train(const std::vector<std::string>& args, bool spmd) {
     }
     return std::pair{median(sps), median(ms)};
   };
-  std::printf("# mpitrain-bench train: MLP 784-1024-1024-10, batch %d per rank, 1 thread per rank, %d steps after %d\n",
+  std::printf("# mpitrain-bench %s: %s, batch %d per rank, 1 thread per rank, %d steps after %d\n", seed ? "seed" : "train",
+              seed ? "ResNet-18 (torchvision's, 1-channel 7x7/2 stem), Adam 1e-3, 1x28x28 inputs"
+                   : "MLP 784-1024-1024-10, SGD",
               batch, steps, warmup);
   std::printf("case,ranks,samples_per_s,step_ms,scaling_eff,vs_torch\n");
   auto [one, one_ms] = mpitrain_case(1);
@@ -117,7 +125,7 @@ int run_train(const std::vector<std::string>& args, bool spmd) {
   double torch2 = 0;
   if (!no_torch) {
     std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) t.push_back(run_torch(2, script, steps, warmup, batch));
+    for (int i = 0; i < repeats; ++i) t.push_back(run_torch(2, script, steps, warmup, batch, model));
     torch2 = median(t);
     std::printf("torch-ddp-2,2,%.1f,%.3f,%.2f,1.00\n", torch2, 2 * batch / torch2 * 1e3, torch2 / (2 * one));
     std::fflush(stdout);

@@ -1,24 +1,35 @@
 #!/usr/bin/python3
-"""Baseline for `mpitrain-bench train`: PyTorch DDP (gloo, loopback) on the same MLP
-784-1024-1024-10, batch B per rank, 1 intra-op thread per rank, SGD. Prints
-`samples_per_s <value>` (all ranks, steady state after warm-up)."""
+"""Baseline for `mpitrain-bench train` / `seed`: PyTorch DDP (gloo, loopback) on the same model,
+batch B per rank, 1 intra-op thread per rank: the MLP 784-1024-1024-10 with SGD, or
+torchvision's resnet18 with the seed example's 1-channel conv1 and Adam 1e-3. Prints
+`samples_per_s <value>` (all ranks, steady state after warm-up).
+Usage: torch_ddp_baseline.py RANKS PORT STEPS WARMUP BATCH [mlp|resnet18]"""
 import os
 import sys
 import time
 
 
-def worker(rank, world, port, steps, warmup, batch, queue):
+def worker(rank, world, port, steps, warmup, batch, model_name, queue):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    if model_name == "resnet18":
+        import torchvision
+        model = torchvision.models.resnet18(num_classes=10)
+        model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        x = torch.randn(batch, 1, 28, 28)
+    else:
+        model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+        x = torch.randn(batch, 784)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, 784)
+    if model_name == "resnet18":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     y = torch.randint(0, 10, (batch,))
     loss_fn = nn.CrossEntropyLoss()
     for i in range(warmup + steps):
@@ -37,10 +48,11 @@ def worker(rank, world, port, steps, warmup, batch, queue):
 
 def main():
     world, port, steps, warmup, batch = (int(a) for a in sys.argv[1:6])
+    model_name = sys.argv[6] if len(sys.argv) > 6 else "mlp"
     import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    mp.spawn(worker, args=(world, port, steps, warmup, batch, queue), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, port, steps, warmup, batch, model_name, queue), nprocs=world, join=True)
     print(f"samples_per_s {queue.get():.1f}")
 
 

@@ -4,10 +4,12 @@
 #include <filesystem>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "mpitrain/data/fashion_mnist.hpp"
 #include "mpitrain/data/hdf5_dataset.hpp"
 #include "mpitrain/data/synthetic.hpp"
+#include "hdf5_io/tensor_io.hpp"
 #include "mpitrain/errors.hpp"
 
 namespace mpitrain::apps {
@@ -15,8 +17,8 @@ namespace mpitrain::apps {
 void validate_classifier_config(const Config& c) {
   const std::string model = c.value("model", "mlp"), dataset = c.value("dataset", "fashion-mnist");
   const std::string opt = c.value("optimizer", "sgd"), sched = c.value("scheduler", "none");
-  if (model != "mlp" && model != "lenet" && model != "resnet18")
-    throw ConfigError("unknown model '" + model + "' (expected mlp, lenet or resnet18)");
+  if (model != "mlp" && model != "lenet" && model != "resnet18" && model != "resnet18-cifar")
+    throw ConfigError("unknown model '" + model + "' (expected mlp, lenet, resnet18 or resnet18-cifar)");
   if (opt != "sgd" && opt != "adam" && opt != "adamw")
     throw ConfigError("unknown optimizer '" + opt + "' (expected sgd, adam or adamw)");
   if (sched != "none" && sched != "step" && sched != "cosine" && sched != "one-cycle")
@@ -27,6 +29,10 @@ void validate_classifier_config(const Config& c) {
                       std::to_string(batch) + ")");
   for (const char* k : {"layer_1", "layer_2"})
     if (c.value(k, int64_t(1024)) < 1) throw ConfigError(std::string(k) + " (MLP hidden size) must be at least 1 (got " + std::to_string(c.value(k, int64_t(1024))) + ")");
+  const int64_t val_split = c.value("val_split", int64_t(5000));
+  if (val_split < 0 || val_split >= 60000)
+    throw ConfigError("val_split must be in [0, 60000) training images (got " + std::to_string(val_split) + ")");
+  if (!(c.value("normalize_std", 0.353) > 0)) throw ConfigError("normalize_std must be positive");
   const double lr = c.value("lr", 0.05);
   if (!(lr > 0) || !std::isfinite(lr)) throw ConfigError("learning rate must be positive and finite (got " + std::to_string(lr) + ")");
   for (const char* k : {"momentum", "weight_decay"})
@@ -46,6 +52,34 @@ void validate_classifier_config(const Config& c) {
   }
 }
 
+namespace {
+// init_weights: an HDF5 file whose /model holds every parameter and buffer of the net under the
+// net's own names (torchvision's for resnet18), as h5py writes a state_dict:
+// f["model/conv1.weight"] = t.numpy(). Strict, as load_state_dict(strict=True).
+void load_init_weights(torch::nn::Module& net, const std::string& path) {
+  if (!std::filesystem::exists(path)) throw ConfigError("init_weights " + path + " does not exist");
+  H5::H5File f = hdf5_io::open_file(path);
+  if (!f.nameExists("model")) throw ConfigError("init_weights " + path + " has no group /model");
+  H5::Group g = f.openGroup("model");
+  torch::NoGradGuard no_grad;
+  size_t expected = 0;
+  auto load = [&](const std::string& name, at::Tensor t) {
+    ++expected;
+    if (!g.nameExists(name)) throw ConfigError("init_weights " + path + " has no dataset /model/" + name);
+    const at::Tensor v = hdf5_io::read_tensor(g, name);
+    if (v.sizes() != t.sizes())
+      throw ConfigError("init_weights " + path + ": /model/" + name + " has shape " + c10::str(v.sizes()) +
+                        ", the model's is " + c10::str(t.sizes()));
+    t.copy_(v.to(t.scalar_type()));
+  };
+  for (const auto& p : net.named_parameters()) load(p.key(), p.value());
+  for (const auto& b : net.named_buffers()) load(b.key(), b.value());
+  if (g.getNumObjs() != expected)
+    throw ConfigError("init_weights " + path + ": /model holds " + std::to_string(g.getNumObjs()) +
+                      " datasets, the model has " + std::to_string(expected) + " tensors");
+}
+}  // namespace
+
 Classifier::Classifier(const Config& config) : cfg_(config) {
   validate_classifier_config(cfg_);
   const std::string model = cfg_.value("model", "mlp");
@@ -53,6 +87,7 @@ Classifier::Classifier(const Config& config) : cfg_(config) {
   net_ = register_module("net", model == "mlp" ? models::make_mlp(28 * 28, {cfg_.value("layer_1", int64_t(1024)),
                                                                             cfg_.value("layer_2", int64_t(1024))}, 10)
                                                : models::make_model(model, 1, 28, 10));
+  if (const std::string w = cfg_.value("init_weights", std::string()); !w.empty()) load_init_weights(*net_, w);
 }
 
 torch::Tensor Classifier::training_step(const Batch& batch, int64_t) {
@@ -122,9 +157,25 @@ DataLoaders Classifier::dataloaders() {
     if (hdf5_has_dataset(path, "X_test")) d.val = d.test = shard("X_test", "y_test");
   } else {
     const std::string dir = cfg_.value("data_dir", std::string(kFashionMnistDir));
-    d.train = load_fashion_mnist(dir, true);
-    d.val = load_fashion_mnist(dir, false);  // as in Ray Train's Lightning guide: validate on the test split
-    d.test = d.val;
+    const double mean = cfg_.value("normalize_mean", 0.2860), std = cfg_.value("normalize_std", 0.3530);
+    auto train = load_fashion_mnist(dir, true, mean, std);
+    // Validation holds out val_split training images (seeded, the same on every rank); the test
+    // split is for test() only.
+    const int64_t n_val = cfg_.value("val_split", int64_t(5000)), n = train->size();
+    if (n_val > 0) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(cfg_.value("data_seed", int64_t(1234))));
+      const at::Tensor perm = at::randperm(n, gen, at::TensorOptions(at::kLong));
+      auto subset = [&](int64_t from, int64_t count, const char* name) {
+        const at::Tensor idx = perm.narrow(0, from, count);
+        return std::make_shared<TensorDataset>(train->input().index_select(0, idx), train->target().index_select(0, idx),
+                                               std::string("fashion-mnist/") + name);
+      };
+      d.val = subset(0, n_val, "val");
+      d.train = subset(n_val, n - n_val, "train");
+    } else {
+      d.train = train;
+    }
+    d.test = load_fashion_mnist(dir, false, mean, std);
   }
   return d;
 }

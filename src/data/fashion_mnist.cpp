@@ -57,7 +57,7 @@ at::Tensor read_idx(const std::string& path) {
   return t;
 }
 
-std::shared_ptr<TensorDataset> load_fashion_mnist(const std::string& dir, bool train) {
+std::shared_ptr<TensorDataset> load_fashion_mnist(const std::string& dir, bool train, double mean, double std) {
   const std::string prefix = dir + "/" + (train ? "train" : "t10k");
   auto find = [&](const std::string& stem) {
     for (const char* ext : {".gz", ""})
@@ -71,9 +71,7 @@ std::shared_ptr<TensorDataset> load_fashion_mnist(const std::string& dir, bool t
     throw ConfigError("Fashion-MNIST in " + dir + ": images " + std::to_string(images.dim()) + "-D with " +
                       std::to_string(images.size(0)) + " entries do not match " + std::to_string(labels.size(0)) + " labels");
   if (labels.max().item<uint8_t>() > 9) throw ConfigError("Fashion-MNIST in " + dir + ": label outside 0..9");
-  // Training-set statistics (the usual normalisation for Fashion-MNIST).
-  constexpr double kMean = 0.2860, kStd = 0.3530;
-  at::Tensor x = images.to(at::kFloat).div_(255.0).sub_(kMean).div_(kStd).unsqueeze(1).contiguous();
+  at::Tensor x = images.to(at::kFloat).div_(255.0).sub_(mean).div_(std).unsqueeze(1).contiguous();
   return std::make_shared<TensorDataset>(x, labels.to(at::kLong), std::string("fashion-mnist/") + (train ? "train" : "test"));
 }
 

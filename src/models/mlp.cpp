@@ -30,7 +30,8 @@ std::shared_ptr<Net> make_model(const std::string& name, int64_t in_channels, in
   if (name == "mlp") return make_mlp(in_channels * image_size * image_size, {1024, 1024}, classes);
   if (name == "lenet") return make_lenet(in_channels, classes);
   if (name == "resnet18") return make_resnet18(in_channels, classes);
-  throw ConfigError("unknown model '" + name + "' (expected mlp, lenet or resnet18)");
+  if (name == "resnet18-cifar") return make_resnet18_cifar(in_channels, classes);
+  throw ConfigError("unknown model '" + name + "' (expected mlp, lenet, resnet18 or resnet18-cifar)");
 }
 
 }  // namespace mpitrain::models

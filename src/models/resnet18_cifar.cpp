@@ -1,3 +1,5 @@
+// ResNet-18 for small images (CIFAR-style): a 3x3 stride-1 stem and no max-pool, so layer1 sees
+// 28x28 positions (about 16x torchvision's convolution work at this size). Its own parameter names.
 #include <torch/torch.h>
 
 #include "mpitrain/models/models.hpp"
@@ -58,7 +60,7 @@ struct ResNet18 : Net {
 };
 }  // namespace
 
-std::shared_ptr<Net> make_resnet18(int64_t in_channels, int64_t classes) {
+std::shared_ptr<Net> make_resnet18_cifar(int64_t in_channels, int64_t classes) {
   return std::make_shared<ResNet18>(in_channels, classes);
 }
 

@@ -73,7 +73,7 @@ expect() {  # expect <text> -- args...
     echo "FAIL: $* -> exit $rc: $err (want exit 2 and one line with '$want')"; fail=1
   else echo "ok: $* -> $err"; fi
 }
-expect "unknown model 'vgg' (expected mlp, lenet or resnet18)" -- --model vgg
+expect "unknown model 'vgg' (expected mlp, lenet, resnet18 or resnet18-cifar)" -- --model vgg
 expect "unknown dataset 'cifar10'" -- --dataset cifar10
 expect "unknown optimizer 'rmsprop'" -- --optimizer rmsprop
 expect "dataset file /nonexistent/train-images-idx3-ubyte.gz not found" -- --data-dir /nonexistent
