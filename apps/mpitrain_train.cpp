@@ -221,7 +221,9 @@ int report(const FitResult& r, const Runtime& rt, const json& root, const std::s
   if (!r.checkpoint.empty()) summary["checkpoint"] = r.checkpoint;
   if (!r.failures.empty()) summary["failures"] = r.failures;
   if (r.metrics.count("test_acc")) summary["test_accuracy"] = r.metrics.at("test_acc");
-  std::cout << "mpitrain-train: " << summary.dump() << "\n";
+  // Flushed before --summary-json is written: a sweep reads that file as "this run reached its
+  // end", and a SIGTERM after it (the sweep driver died) must not lose the buffered line.
+  std::cout << "mpitrain-train: " << summary.dump() << std::endl;
   if (summary_json.empty()) return 0;
   std::ofstream out(summary_json);
   out << summary.dump(2) << "\n";
