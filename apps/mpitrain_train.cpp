@@ -296,5 +296,8 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {  // SPMD: every rank raises it (ConfigError, CheckpointError: 2)
     if (printer) std::cerr << "mpitrain-train: " << e.what() << "\n";
     return exit_code_for(error_kind_of(e));
+  } catch (const std::exception& e) {  // a library's own exception type: still one line, never abort
+    if (printer) std::cerr << "mpitrain-train: " << e.what() << "\n";
+    return 1;
   }
 }

@@ -54,5 +54,8 @@ int main(int argc, char** argv) {
   } catch (const mpitrain::Error& e) {
     if (printer) std::cerr << "fashion_mnist_resnet: " << e.what() << "\n";
     return mpitrain::exit_code_for(mpitrain::error_kind_of(e));
+  } catch (const std::exception& e) {  // a library's own exception type: one line, never abort
+    if (printer) std::cerr << "fashion_mnist_resnet: " << e.what() << "\n";
+    return 1;
   }
 }

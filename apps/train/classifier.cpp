@@ -56,8 +56,7 @@ namespace {
 // init_weights: an HDF5 file whose /model holds every parameter and buffer of the net under the
 // net's own names (torchvision's for resnet18), as h5py writes a state_dict:
 // f["model/conv1.weight"] = t.numpy(). Strict, as load_state_dict(strict=True).
-void load_init_weights(torch::nn::Module& net, const std::string& path) {
-  if (!std::filesystem::exists(path)) throw ConfigError("init_weights " + path + " does not exist");
+void load_init_weights_from(torch::nn::Module& net, const std::string& path) {
   H5::H5File f = hdf5_io::open_file(path);
   if (!f.nameExists("model")) throw ConfigError("init_weights " + path + " has no group /model");
   H5::Group g = f.openGroup("model");
@@ -77,6 +76,18 @@ void load_init_weights(torch::nn::Module& net, const std::string& path) {
   if (g.getNumObjs() != expected)
     throw ConfigError("init_weights " + path + ": /model holds " + std::to_string(g.getNumObjs()) +
                       " datasets, the model has " + std::to_string(expected) + " tensors");
+}
+
+// A file that is not HDF5, or whose datasets cannot be read, is bad input like a missing one.
+void load_init_weights(torch::nn::Module& net, const std::string& path) {
+  if (!std::filesystem::exists(path)) throw ConfigError("init_weights " + path + " does not exist");
+  try {
+    load_init_weights_from(net, path);
+  } catch (const hdf5_io::CheckpointError& e) {
+    throw ConfigError("init_weights: " + std::string(e.what()));
+  } catch (const H5::Exception& e) {
+    throw ConfigError("init_weights " + path + ": " + e.getDetailMsg());
+  }
 }
 }  // namespace
 

@@ -127,6 +127,7 @@ expect "checkpoint directory /proc/x cannot be created" -- --dataset synthetic -
 expect "--summary-json $work is a directory" -- --dataset synthetic --summary-json "$work"
 expect "does not exist or is not writable" -- --dataset synthetic --summary-json /nonexistent/s.json
 expect "emptylatest/checkpoints/latest is empty or unreadable" -- --dataset synthetic --output-dir emptylatest --resume auto
+expect "init_weights: /etc/hostname is not an HDF5 file" -- --dataset synthetic --init-weights /etc/hostname
 expect "config file /tmp is not a regular file" -- --config /tmp
 expect "config file /dev/zero is not a regular file" -- --config /dev/zero
 expect "too many positional options" -- --dataset synthetic stray
