@@ -75,8 +75,8 @@ const Flag kFlags[] = {
     {"no-checkpoint", "/trainer/checkpoint/enabled", "write no checkpoints", Kind::NegatedSwitch},
     {"max-failures", "/trainer/failure/max_failures", "spawn mode: relaunch a failed job from its latest checkpoint up to N times"},
     {"comm-timeout", "/trainer/comm_timeout_s", "seconds a collective may wait for a peer before the job fails"},
-    {"liveness-timeout", "/trainer/liveness_timeout_s", "spawn mode: seconds without a worker's heartbeat (stopped/hung) (0: off)"},
-    {"startup-timeout", "/trainer/startup_timeout_s", "spawn mode: seconds for every worker to start and connect"},
+    {"liveness-timeout", "/trainer/liveness_timeout_s", "seconds without a rank's heartbeat before it is named as stopped/hung, spawn and SPMD (0: off, else >= 1)"},
+    {"startup-timeout", "/trainer/startup_timeout_s", "seconds for every worker to start and connect (spawn), for MPI start-up of all ranks (SPMD; also MPITRAIN_STARTUP_TIMEOUT)"},
 };
 
 json defaults() {

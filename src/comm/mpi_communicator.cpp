@@ -71,29 +71,52 @@ struct MpiCommunicator::Impl {
     return c;
   }
 
-  // Runs queued tasks in order until one cannot progress.
+  // Starts verified MPI calls in queue order (program order on every rank), then runs queued
+  // tasks in order until one cannot progress.
   void progress_queue() {
     try {
+      for (auto& t : queue)
+        if (!t->issue()) break;
       while (!queue.empty() && queue.front()->step()) queue.pop_front();
     } catch (const CommError& e) {
       poison(std::string(e.what()) + " [on " + where() + "]");
     }
   }
 
-  // Polls `advance` until `t` completes or the deadline expires.
+  // Polls `advance` until `t` completes, the deadline expires or a node peer stops beating.
   template <class Advance>
   void drive(Task& t, std::chrono::milliseconds timeout, Advance&& advance) {
     advance();
     if (t.done()) return;
     using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + timeout;
+    const auto start = clock::now(), deadline = start + timeout;
+    auto next_liveness = start + std::chrono::milliseconds(detail::Heartbeat::kPeriodMs);
     detail::Backoff backoff(oversubscribed);
     for (uint32_t spins = 1;; ++spins) {
       advance();
       if (t.done()) return;
-      if ((spins & 31) == 0 && clock::now() > deadline) timed_out(t, timeout);
+      if ((spins & 31) == 0) {
+        const auto now = clock::now();
+        if (now > deadline) timed_out(t, timeout);
+        if (now > next_liveness) {
+          check_liveness(t, advance);
+          if (t.done()) return;
+          next_liveness = now + std::chrono::milliseconds(detail::Heartbeat::kPeriodMs);
+        }
+      }
       backoff.pause();
     }
+  }
+
+  template <class Advance>
+  void check_liveness(Task& t, Advance& advance) {
+    if (ctx.opts.liveness_timeout.count() <= 0 || ctx.local_size == 1) return;
+    std::string stalled = ctx.chan->stalled_peer(ctx.opts.liveness_timeout);
+    if (stalled.empty()) return;
+    advance();  // a peer's last signals precede its last beat (or its close): count them first
+    if (t.done()) return;
+    Task& stuck = queue.empty() ? t : *queue.front();
+    poison(stuck.info().describe() + " on " + where() + " cannot complete: " + stalled);
   }
 
   [[noreturn]] void timed_out(Task& awaited, std::chrono::milliseconds timeout) {
@@ -150,6 +173,8 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, CommOptions options, MpiTopology
   if (!initialized || finalized)
     throw CommError("MpiCommunicator: MPI is not initialised (construct mpitrain::Runtime or call MPI_Init_thread first)");
   require(options.timeout.count() > 0, "CommOptions: timeout must be positive");
+  require(options.liveness_timeout.count() == 0 || options.liveness_timeout.count() >= 1000,
+          "CommOptions: liveness_timeout must be 0 (off) or at least 1 s (heartbeats come every 250 ms)");
   require(options.mpi_chunk_bytes >= 64, "CommOptions: mpi_chunk_bytes must be at least 64");
   require(options.pipeline_chunk_bytes >= 64, "CommOptions: pipeline_chunk_bytes must be at least 64");
   require(options.staging_bytes >= 2 * options.pipeline_chunk_bytes,
@@ -175,6 +200,8 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, CommOptions options, MpiTopology
   c.hierarchical = c.nodes > 1 && minmax[0] == -minmax[1];
   if (c.hierarchical)
     detail::check_mpi(MPI_Comm_split(c.world, c.local_rank, c.rank, &c.cross), "MPI_Comm_split (cross-node)");
+
+  if (options.verify_mpi_calls) detail::check_mpi(MPI_Comm_dup(c.world, &c.check), "MPI_Comm_dup (call checks)");
 
   std::vector<int> world_ranks(size_t(c.local_size));
   MPI_Allgather(&c.rank, 1, MPI_INT, world_ranks.data(), 1, MPI_INT, c.node);
@@ -205,7 +232,7 @@ MpiCommunicator::~MpiCommunicator() {
   im.regions.clear();  // collective frees, same order on every rank
   im.ctx.staging.reset();
   im.ctx.chan.reset();
-  for (MPI_Comm* cm : {&im.ctx.cross, &im.ctx.node, &im.ctx.world})
+  for (MPI_Comm* cm : {&im.ctx.check, &im.ctx.cross, &im.ctx.node, &im.ctx.world})
     if (*cm != MPI_COMM_NULL) MPI_Comm_free(cm);
 }
 
@@ -289,9 +316,10 @@ Work MpiCommunicator::ibarrier() {
   if (im.shm_ok()) {
     t = std::make_shared<detail::SmallAllreduceTask>(im.ctx, info, nullptr, nullptr);
   } else {
-    auto m = std::make_shared<detail::MpiRequestTask>(info);
-    detail::check_mpi(MPI_Ibarrier(im.ctx.world, m->request()), "MPI_Ibarrier");
-    t = m;
+    MPI_Comm world = im.ctx.world;
+    t = std::make_shared<detail::MpiRequestTask>(im.ctx, info, [world](MPI_Request* req, const int*) {
+      detail::check_mpi(MPI_Ibarrier(world, req), "MPI_Ibarrier");
+    });
   }
   im.queue.push_back(t);
   im.progress_queue();
@@ -307,8 +335,12 @@ Work MpiCommunicator::ibroadcast(void* buf, int64_t count, DType dtype, int root
           "broadcast: root " + std::to_string(root) + " outside [0, " + std::to_string(im.ctx.size) + ")");
   im.validate_mpi_count("broadcast", count);
   dtype_size(dtype);
-  auto t = std::make_shared<detail::MpiRequestTask>(im.next_call(CollectiveKind::Broadcast, count, dtype, ReduceOp::Sum, root));
-  detail::check_mpi(MPI_Ibcast(buf, int(count), detail::mpi_type(dtype), root, im.ctx.world, t->request()), "MPI_Ibcast");
+  MPI_Comm world = im.ctx.world;
+  auto t = std::make_shared<detail::MpiRequestTask>(
+      im.ctx, im.next_call(CollectiveKind::Broadcast, count, dtype, ReduceOp::Sum, root),
+      [=](MPI_Request* req, const int*) {
+        detail::check_mpi(MPI_Ibcast(buf, int(count), detail::mpi_type(dtype), root, world, req), "MPI_Ibcast");
+      });
   im.queue.push_back(t);
   im.progress_queue();
   return make_work(std::move(t));
@@ -330,11 +362,13 @@ Work MpiCommunicator::iallgather(const void* send, void* recv, int64_t count, DT
       im.progress_queue();
       return make_work(std::move(t));
     }
-  auto t = std::make_shared<detail::MpiRequestTask>(info);
   // In place: `send` is this rank's block of `recv`.
   const void* s = send == static_cast<char*>(recv) + bytes * size_t(im.ctx.rank) && count ? MPI_IN_PLACE : send;
   MPI_Datatype ty = detail::mpi_type(dtype);
-  detail::check_mpi(MPI_Iallgather(s, int(count), ty, recv, int(count), ty, im.ctx.world, t->request()), "MPI_Iallgather");
+  MPI_Comm world = im.ctx.world;
+  auto t = std::make_shared<detail::MpiRequestTask>(im.ctx, info, [=](MPI_Request* req, const int*) {
+    detail::check_mpi(MPI_Iallgather(s, int(count), ty, recv, int(count), ty, world, req), "MPI_Iallgather");
+  });
   im.queue.push_back(t);
   im.progress_queue();
   return make_work(std::move(t));
@@ -363,11 +397,16 @@ Work MpiCommunicator::iallgatherv(const void* send, void* recv, const std::vecto
     if (r == im.ctx.rank) my_displ = displ;
     displ += counts[size_t(r)];
   }
-  auto t = std::make_shared<detail::MpiRequestTask>(im.next_call(CollectiveKind::Allgatherv, mine, dtype), std::move(args));
   MPI_Datatype ty = detail::mpi_type(dtype);
   const void* s = mine && send == static_cast<char*>(recv) + size_t(my_displ) * dtype_size(dtype) ? MPI_IN_PLACE : send;
-  detail::check_mpi(MPI_Iallgatherv(s, int(mine), ty, recv, t->args(), t->args() + n, ty, im.ctx.world, t->request()),
-                    "MPI_Iallgatherv");
+  MPI_Comm world = im.ctx.world;
+  // Ranks must agree on every count, not just their own: check the total and a hash of them all.
+  auto t = std::make_shared<detail::MpiRequestTask>(
+      im.ctx, im.next_call(CollectiveKind::Allgatherv, mine, dtype),
+      [=](MPI_Request* req, const int* a) {
+        detail::check_mpi(MPI_Iallgatherv(s, int(mine), ty, recv, a, a + n, ty, world, req), "MPI_Iallgatherv");
+      },
+      std::move(args), total, detail::counts_hash(counts));
   im.queue.push_back(t);
   im.progress_queue();
   return make_work(std::move(t));

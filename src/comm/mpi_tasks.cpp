@@ -87,6 +87,7 @@ bool drain_request(MPI_Request& req) { return req == MPI_REQUEST_NULL || test(re
 bool SmallAllreduceTask::drain() { return check_.drain() && drain_request(req_); }
 bool PipelinedAllreduceTask::drain() { return check_.drain() && drain_request(req_); }
 bool ChunkedMpiAllreduceTask::drain() {
+  if (!issued_) return check_.drain();
   int flag = 1;
   if (!reqs_.empty()) check_mpi(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Iallreduce");
   return flag != 0;
@@ -285,18 +286,30 @@ ChunkedMpiAllreduceTask::ChunkedMpiAllreduceTask(MpiContext& ctx, const CallInfo
     if (send != recv) std::memcpy(recv, send, count * dtype_size(info.dtype));
     buf_ = recv;
   }
+  check_.start(ctx.check, info, info.count);
+}
+
+bool ChunkedMpiAllreduceTask::issue() {
+  if (issued_) return true;
+  if (!check_.done()) return false;
+  const CallInfo& in = info();
+  const size_t count = size_t(in.count);
+  const DType acc = accum_dtype(in.dtype);
   const size_t esize = dtype_size(acc);
-  const size_t chunk = std::max<size_t>(1, ctx.opts.mpi_chunk_bytes / esize);
+  const size_t chunk = std::max<size_t>(1, ctx_.opts.mpi_chunk_bytes / esize);
   for (size_t off = 0; off < count; off += chunk) {
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(buf_) + off * esize, int(std::min(chunk, count - off)),
-                             mpi_type(acc), mpi_op(info.op), ctx.world, &r),
+                             mpi_type(acc), mpi_op(in.op), ctx_.world, &r),
               "MPI_Iallreduce");
     reqs_.push_back(r);
   }
+  issued_ = true;
+  return true;
 }
 
 bool ChunkedMpiAllreduceTask::progress() {
+  if (!issue()) return false;
   if (!reqs_.empty()) {
     int flag = 0;
     check_mpi(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Iallreduce");
@@ -315,6 +328,23 @@ MpiRequestTask::~MpiRequestTask() {
   // request is erroneous, and its peer may still complete it.
 }
 
-bool MpiRequestTask::progress() { return test(req_, collective_name(info().kind)); }
+MpiRequestTask::MpiRequestTask(const MpiContext& ctx, const CallInfo& info, Start start, std::vector<int> args,
+                               int64_t check_count, uint64_t check_extra)
+    : Task(info), args_(std::move(args)), start_(std::move(start)) {
+  check_.start(ctx.check, info, check_count < 0 ? info.count : check_count, check_extra);
+}
+
+bool MpiRequestTask::issue() {
+  if (issued_) return true;
+  if (!check_.done()) return false;
+  start_(&req_, args_.data());
+  start_ = nullptr;
+  issued_ = true;
+  return true;
+}
+
+bool MpiRequestTask::progress() { return issue() && test(req_, collective_name(info().kind)); }
+
+bool MpiRequestTask::drain() { return issued_ ? test(req_, "MPI request") : check_.drain(); }
 
 }  // namespace mpitrain::detail

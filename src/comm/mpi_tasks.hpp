@@ -4,9 +4,11 @@
 #pragma once
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "call_check.hpp"
 #include "mpitrain/comm/communicator.hpp"
 #include "shm_channel.hpp"
 #include "task.hpp"
@@ -18,6 +20,7 @@ struct MpiContext {
   MPI_Comm world = MPI_COMM_NULL;  // duplicate of the user's communicator
   MPI_Comm node = MPI_COMM_NULL;   // ranks of this node
   MPI_Comm cross = MPI_COMM_NULL;  // same local rank on every node; MPI_COMM_NULL on one node
+  MPI_Comm check = MPI_COMM_NULL;  // CallCheck's (a duplicate of world); NULL: verify_mpi_calls off
   int rank = 0, size = 1, local_rank = 0, local_size = 1, nodes = 1;
   bool hierarchical = false;  // several nodes with the same number of ranks each
   CommOptions opts;
@@ -106,35 +109,44 @@ class PipelinedAllreduceTask final : public Task {
   std::vector<char> acc_;  // this rank's slice of the node result on its way across nodes
 };
 
-/// MPI_Iallreduce over the world in chunks (all issued at once). bf16/fp16 travel as fp32.
+/// MPI_Iallreduce over the world in chunks (all issued at once, after the CallCheck). bf16/fp16
+/// travel as fp32.
 class ChunkedMpiAllreduceTask final : public Task {
  public:
   ChunkedMpiAllreduceTask(MpiContext& ctx, const CallInfo& info, const void* send, void* recv);
+  bool issue() override;
   bool progress() override;
   bool drain() override;
 
  private:
   MpiContext& ctx_;
+  CallCheck check_;
+  bool issued_ = false;
   void* recv_;
   void* buf_;
   std::vector<char> wide_;  // fp32 copy for bf16/fp16
   std::vector<MPI_Request> reqs_;
 };
 
-/// One MPI request (broadcast, allgather(v), barrier across nodes). `args` keeps integer
-/// arrays the call reads until completion (allgatherv's counts and displacements).
+/// One MPI request (broadcast, allgather(v), barrier across nodes), started by `start` once the
+/// CallCheck agreed on `check_count` and `check_extra`. `args` keeps integer arrays the call
+/// reads until completion (allgatherv's counts and displacements).
 class MpiRequestTask final : public Task {
  public:
-  explicit MpiRequestTask(const CallInfo& info, std::vector<int> args = {}) : Task(info), args_(std::move(args)) {}
+  using Start = std::function<void(MPI_Request* request, const int* args)>;
+  MpiRequestTask(const MpiContext& ctx, const CallInfo& info, Start start, std::vector<int> args = {},
+                 int64_t check_count = -1, uint64_t check_extra = 0);
   ~MpiRequestTask() override;
-  MPI_Request* request() { return &req_; }
-  int* args() { return args_.data(); }
+  bool issue() override;
   bool progress() override;
-  bool drain() override { return progress(); }
+  bool drain() override;
 
  private:
   MPI_Request req_ = MPI_REQUEST_NULL;
   std::vector<int> args_;
+  Start start_;
+  CallCheck check_;
+  bool issued_ = false;
 };
 
 }  // namespace mpitrain::detail

@@ -154,11 +154,24 @@ MpiReduceScatterTask::MpiReduceScatterTask(MpiContext& ctx, const CallInfo& info
     in = wide_in_.data();
     out = wide_out_.data();
   }
-  check_mpi(MPI_Ireduce_scatter_block(in, out, int(count), mpi_type(acc), mpi_op(info.op), ctx.world, &req_),
+  in_ = in;
+  out_ = out;
+  check_.start(ctx.check, info, info.count);
+}
+
+bool MpiReduceScatterTask::issue() {
+  if (issued_) return true;
+  if (!check_.done()) return false;
+  const CallInfo& in = info();
+  check_mpi(MPI_Ireduce_scatter_block(in_, out_, int(in.count), mpi_type(accum_dtype(in.dtype)), mpi_op(in.op),
+                                      ctx_.world, &req_),
             "MPI_Ireduce_scatter_block");
+  issued_ = true;
+  return true;
 }
 
 bool MpiReduceScatterTask::progress() {
+  if (!issue()) return false;
   int flag = 0;
   check_mpi(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), "MPI_Ireduce_scatter_block");
   if (!flag) return false;
@@ -170,6 +183,7 @@ bool MpiReduceScatterTask::progress() {
 }
 
 bool MpiReduceScatterTask::drain() {
+  if (!issued_) return check_.drain();
   int flag = 1;
   if (req_ != MPI_REQUEST_NULL) check_mpi(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), "MPI_Ireduce_scatter_block");
   return flag != 0;

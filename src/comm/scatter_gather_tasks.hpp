@@ -62,11 +62,16 @@ class MpiReduceScatterTask final : public Task {
  public:
   MpiReduceScatterTask(MpiContext& ctx, const CallInfo& info, const void* send, void* recv);
   ~MpiReduceScatterTask() override = default;  // an abandoned request is left to MPI
+  bool issue() override;
   bool progress() override;
   bool drain() override;
 
  private:
   MpiContext& ctx_;
+  CallCheck check_;
+  const void* in_ = nullptr;
+  void* out_ = nullptr;
+  bool issued_ = false;
   void* recv_;
   std::vector<char> wide_in_, wide_out_;  // fp32 copies for bf16/fp16
   MPI_Request req_ = MPI_REQUEST_NULL;

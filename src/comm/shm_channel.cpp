@@ -1,25 +1,15 @@
 #include "shm_channel.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include "mpitrain/errors.hpp"
 
 namespace mpitrain::detail {
 
 namespace {
-uint64_t pack(const CallInfo& c) {
-  return uint64_t(c.kind) | uint64_t(c.dtype) << 8 | uint64_t(c.op) << 16 | uint64_t(uint32_t(c.root + 1)) << 32;
-}
-std::string unpack(const uint64_t d[3]) {
-  CallInfo c;
-  c.kind = CollectiveKind(d[0] & 0xff);
-  c.dtype = DType((d[0] >> 8) & 0xff);
-  c.op = ReduceOp((d[0] >> 16) & 0xff);
-  c.root = int(uint32_t(d[0] >> 32)) - 1;
-  c.count = int64_t(d[1]);
-  c.seq = d[2];
-  return c.describe();
-}
+uint64_t pack(const CallInfo& c) { return pack_call(c); }
+std::string unpack(const uint64_t d[3]) { return unpack_call(d[0], int64_t(d[1]), d[2]).describe(); }
 }  // namespace
 
 ShmChannel::ShmChannel(MPI_Comm node_comm, size_t small_bytes, std::vector<int> world_ranks)
@@ -27,6 +17,28 @@ ShmChannel::ShmChannel(MPI_Comm node_comm, size_t small_bytes, std::vector<int> 
   MPI_Comm_rank(node_comm, &me_);
   MPI_Comm_size(node_comm, &n_);
   region_ = std::make_unique<ShmRegion>(node_comm, sizeof(RankLine) + 2 * small_bytes_);
+  line(me_).pid = int64_t(::getpid());
+  heartbeat_ = std::make_unique<Heartbeat>(line(me_).beat);  // first beat stored before it returns
+  MPI_Barrier(node_comm);  // peers' first beats and pids are visible from here on
+}
+
+ShmChannel::~ShmChannel() = default;  // the heartbeat stops first, writing kClosed
+
+std::string ShmChannel::stalled_peer(std::chrono::nanoseconds limit) const {
+  const int64_t now = monotonic_ns();
+  for (int r = 0; r < n_; ++r) {
+    if (r == me_) continue;
+    const RankLine& l = line(r);
+    const uint64_t beat = l.beat.load(std::memory_order_acquire);
+    const std::string who = "rank " + std::to_string(world_ranks_[size_t(r)]) + " (pid " + std::to_string(l.pid) + ")";
+    if (beat == Heartbeat::kClosed)
+      return who + " has closed its communicator: it left the job's collectives (returned, or failed)";
+    const int64_t age = now - int64_t(beat);
+    if (age > limit.count())
+      return who + " has shown no sign of life for " + std::to_string(age / 1000000000) + " s: " +
+             process_state(l.pid) + " (liveness timeout " + std::to_string(limit.count() / 1000000000) + " s)";
+  }
+  return {};
 }
 
 bool ShmChannel::all_reached(uint64_t target) {

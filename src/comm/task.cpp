@@ -17,6 +17,21 @@ const char* collective_name(CollectiveKind k) {
   return "unknown-collective";
 }
 
+uint64_t pack_call(const CallInfo& c) {
+  return uint64_t(c.kind) | uint64_t(c.dtype) << 8 | uint64_t(c.op) << 16 | uint64_t(uint32_t(c.root + 1)) << 32;
+}
+
+CallInfo unpack_call(uint64_t word, int64_t count, uint64_t seq) {
+  CallInfo c;
+  c.kind = CollectiveKind(word & 0xff);
+  c.dtype = DType((word >> 8) & 0xff);
+  c.op = ReduceOp((word >> 16) & 0xff);
+  c.root = int(uint32_t(word >> 32)) - 1;
+  c.count = count;
+  c.seq = seq;
+  return c;
+}
+
 std::string CallInfo::describe() const {
   std::string s = std::string(collective_name(kind)) + " #" + std::to_string(seq);
   if (kind == CollectiveKind::Barrier) return s;

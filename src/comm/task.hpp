@@ -22,6 +22,10 @@ struct CallInfo {
   std::string describe() const;  ///< "allreduce #12 (1000 x float32 sum)"
 };
 
+/// kind | dtype | op | root in one word, for comparing calls across ranks.
+uint64_t pack_call(const CallInfo& c);
+CallInfo unpack_call(uint64_t word, int64_t count, uint64_t seq);
+
 class Task {
  public:
   explicit Task(const CallInfo& info) : info_(info) {}
@@ -34,6 +38,10 @@ class Task {
   virtual bool drain() { return true; }
   /// Why the task cannot progress (for the timeout message), e.g. "waiting for ranks 1, 3".
   virtual std::string waiting_for() const { return {}; }
+  /// Starts the data movement once the call is verified (CommOptions::verify_mpi_calls); false
+  /// while the check is pending. The Communicator calls it for queued tasks in queue order, so
+  /// every rank starts its MPI calls in program order.
+  virtual bool issue() { return true; }
   const CallInfo& info() const { return info_; }
   bool done() const { return done_; }
   bool step() { return done_ || (done_ = progress()); }

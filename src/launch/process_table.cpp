@@ -41,7 +41,7 @@ std::vector<ProcStat> processes() {
     char state = 0;
     long ppid = 0, pgrp = 0, session = 0;
     if (std::sscanf(s.c_str() + close + 2, "%c %ld %ld %ld", &state, &ppid, &pgrp, &session) == 4 && state != 'Z')
-      out.push_back({pid_t(std::atol(d->d_name)), pid_t(ppid), pid_t(session)});
+      out.push_back({pid_t(std::atol(d->d_name)), pid_t(ppid), pid_t(session), state});
   }
   ::closedir(dir);
   return out;

@@ -11,6 +11,7 @@ namespace mpitrain::detail {
 /// The fields of /proc/<pid>/stat we need.
 struct ProcStat {
   pid_t pid, ppid, session;
+  char state;  // 'R', 'S', 'D', 'T' (stopped), 't' (traced), ...
 };
 
 /// Every live (non-zombie) process.

@@ -54,6 +54,7 @@ nlohmann::json task_message(const std::string& entry, const nlohmann::json& payl
                        {"cpus_per_worker", scaling.cpus_per_worker},
                        {"use_gpu", scaling.use_gpu},
                        {"comm_timeout_ms", options.comm_timeout.count()},
+                       {"liveness_timeout_ms", options.liveness_timeout.count()},
                        {"print_topology", print_topology}});
 }
 

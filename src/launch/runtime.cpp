@@ -3,12 +3,15 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
 
+#include "startup_watchdog.hpp"
 #include "worker.hpp"
 
 namespace mpitrain {
@@ -42,6 +45,13 @@ void drop_arg(int& argc, char** argv, int i) {
   if (inited) MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);
 }
+// Test hook: MPITRAIN_TEST_STOP_BEFORE_MPI_INIT=RANK makes that SPMD rank SIGSTOP itself before
+// MPI_Init (a rank stopped at start-up, for the watchdog's e2e test). No effect when unset.
+void stop_before_mpi_init_for_tests() {
+  const char* want = std::getenv("MPITRAIN_TEST_STOP_BEFORE_MPI_INIT");
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  if (want && rank && std::strcmp(want, rank) == 0) ::raise(SIGSTOP);
+}
 }  // namespace
 
 Runtime* Runtime::current() { return g_current; }
@@ -65,11 +75,18 @@ Runtime::Runtime(int& argc, char**& argv) {
     std::exit(2);
   }
   if (env_.role == Role::Spmd) {
+    stop_before_mpi_init_for_tests();
     int inited = 0, provided = 0;
     MPI_Initialized(&inited);
-    if (!inited) {
-      MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-      owns_mpi_ = true;
+    {
+      // MPI_Init and the first collectives wait for every rank: a stopped one would hang us all.
+      detail::StartupWatchdog watchdog(detail::startup_timeout_from(argc, argv),
+                                       "MPI start-up (MPI_Init and the first barrier of all ranks)");
+      if (!inited) {
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+        owns_mpi_ = true;
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
     }
     std::set_terminate(spmd_terminate);
     env_ = detect_environment(MPI_COMM_WORLD, Role::Spmd);

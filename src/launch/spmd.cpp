@@ -20,6 +20,7 @@ Result run_in_place(const EntryPoint& fn, const nlohmann::json& payload, const S
   env.use_gpu = scaling.use_gpu;
   CommOptions copts;
   copts.timeout = o.comm_timeout;
+  copts.liveness_timeout = o.liveness_timeout;
   std::unique_ptr<Communicator> comm = make_communicator(MPI_COMM_WORLD, env, copts);
   Result result;
   auto on_message = o.on_message ? o.on_message : default_message_handler;

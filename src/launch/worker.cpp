@@ -120,6 +120,10 @@ void serve_worker(const std::string& channel_name) {
     {
       CommOptions opts;
       opts.timeout = std::chrono::milliseconds(task->value("comm_timeout_ms", 300000));
+      // The driver watches workers' heartbeats itself and names a stopped one first; the
+      // Communicator's own check (peers on this node) is the backstop, a little later.
+      const int64_t live_ms = task->value("liveness_timeout_ms", int64_t(30000));
+      opts.liveness_timeout = std::chrono::milliseconds(live_ms > 0 ? live_ms + 5000 : 0);
       Environment env = detect_environment(MPI_COMM_WORLD, Role::Worker, task->value("use_gpu", false));
       std::unique_ptr<Communicator> comm = make_communicator(MPI_COMM_WORLD, env, opts);
       if (task->value("print_topology", false)) {

@@ -50,7 +50,8 @@ void TrainerOptions::validate() const {
   need(precision == "32" || precision == "bf16-mixed", "precision must be \"32\" or \"bf16-mixed\" (got \"" + precision + "\")");
   need(log_every_n_steps >= 1, "log_every_n_steps must be >= 1");
   need(comm_timeout_s > 0 && comm_timeout_s < 1e7, "comm_timeout_s must be > 0 (seconds)");
-  need(liveness_timeout_s >= 0 && liveness_timeout_s < 1e7, "liveness_timeout_s must be >= 0 (seconds; 0: off)");
+  need(liveness_timeout_s == 0 || (liveness_timeout_s >= 1 && liveness_timeout_s < 1e7),
+       "liveness_timeout_s must be 0 (off) or at least 1 (seconds; heartbeats come every 250 ms to 1 s)");
   need(startup_timeout_s > 0 && startup_timeout_s < 1e7, "startup_timeout_s must be > 0 (seconds)");
   for (const auto& l : loggers) need(l == "csv" || l == "tensorboard", "unknown logger '" + l + "' (available: csv, tensorboard)");
   early_stopping.validate();

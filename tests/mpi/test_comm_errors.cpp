@@ -3,6 +3,7 @@
 // call different collectives are told so.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "mpitrain/comm/mpi_communicator.hpp"
@@ -104,7 +105,9 @@ TEST(CommErrors, SkippedMpiBroadcastTimesOut) {
   expect_skip_detected(
       "broadcast",
       [&](MpiCommunicator& c) { c.broadcast(v.data(), 16, DType::Int32, c.size() - 1); },
-      [&](MpiCommunicator& c) { c.broadcast(v.data(), 16, DType::Int32, c.size() - 1); });
+      // Peers gave up before their data call (their agreement check timed out): the late root
+      // times out too; it only has to complete the peers' abandoned check requests.
+      [&](MpiCommunicator& c) { error_of([&] { c.broadcast(v.data(), 16, DType::Int32, c.size() - 1); }); });
 }
 
 TEST(CommErrors, MismatchedCallsAreNamed) {
@@ -127,6 +130,102 @@ TEST(CommErrors, MismatchedCallsAreNamed) {
   });
   EXPECT_NE(msg.find("ranks disagree"), std::string::npos) << msg;
   MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// Issue 16 item 6: collectives that go through MPI (not shared memory) agree on what was called
+// before moving data; every rank raises the same message naming rank 0 and the first rank that
+// differs, and the communicator is poisoned (no hang, no garbage).
+void expect_mpi_mismatch_named(const std::string& what, const std::function<void(MpiCommunicator&)>& op,
+                               const std::string& extra = "", UserBufferPath path = UserBufferPath::Auto) {
+  CommOptions o;
+  o.timeout = 20s;
+  o.user_path = path;
+  MpiCommunicator comm(MPI_COMM_WORLD, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string msg = error_of([&] { op(comm); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int last = comm.size() - 1;
+  EXPECT_NE(msg.find("ranks disagree on a collective: rank 0 called " + what), std::string::npos) << msg;
+  EXPECT_NE(msg.find("but rank " + std::to_string(last) + " called " + what), std::string::npos) << msg;
+  if (!extra.empty()) EXPECT_NE(msg.find(extra), std::string::npos) << msg;
+  EXPECT_LT(s, 10.0) << "mismatch found only after " << s << " s";
+  // Every rank has the same message: gather their lengths and compare with rank 0's.
+  int len = int(msg.size()), len0 = len;
+  MPI_Bcast(&len0, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(len, len0) << msg;
+  float y = 1;
+  EXPECT_THROW_WITH(comm.allreduce(&y, &y, 1, DType::Float32, ReduceOp::Sum), CommError, "unusable");
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// Only the last rank differs, so rank 0 and rank `last` are named.
+int64_t last_differs(MpiCommunicator& c, int64_t n, int64_t delta) { return c.rank() == c.size() - 1 ? n + delta : n; }
+
+TEST(CommErrors, MismatchedBroadcastCountIsNamed) {
+  std::vector<int32_t> v(32, 1);
+  expect_mpi_mismatch_named("broadcast #0 (", [&](MpiCommunicator& c) {
+    c.broadcast(v.data(), last_differs(c, 16, 1), DType::Int32, 0);
+  });
+}
+
+TEST(CommErrors, MismatchedBroadcastRootIsNamed) {
+  std::vector<int32_t> v(16, 1);
+  expect_mpi_mismatch_named("broadcast #0 (16 x int32 from root ", [&](MpiCommunicator& c) {
+    c.broadcast(v.data(), 16, DType::Int32, c.rank() == c.size() - 1 ? 1 : 0);
+  }, "from root 1");
+}
+
+TEST(CommErrors, MismatchedAllgatherIsNamed) {
+  std::vector<float> send(8, 1.0f), recv(8 * 16, 0.0f);
+  expect_mpi_mismatch_named("allgather #0 (", [&](MpiCommunicator& c) {
+    c.allgather(send.data(), recv.data(), last_differs(c, 4, 2), DType::Float32);
+  });
+}
+
+TEST(CommErrors, MismatchedAllgathervCountsAreNamed) {
+  std::vector<float> send(8, 1.0f), recv(8 * 16, 0.0f);
+  expect_mpi_mismatch_named("allgatherv #0 (", [&](MpiCommunicator& c) {
+    // Same total everywhere, but the last rank thinks rank 0 sends 3 and rank 1 sends 1.
+    std::vector<int64_t> counts(size_t(c.size()), 2);
+    if (c.rank() == c.size() - 1) counts[0] = 3, counts[1] = 1;
+    c.allgatherv(send.data(), recv.data(), counts, DType::Float32);
+  }, "with other per-rank counts");
+}
+
+TEST(CommErrors, MismatchedChunkedMpiAllreduceIsNamed) {
+  std::vector<float> v(5000, 1.0f);
+  expect_mpi_mismatch_named("allreduce #0 (", [&](MpiCommunicator& c) {
+    c.allreduce(v.data(), v.data(), last_differs(c, 4000, 7), DType::Float32, ReduceOp::Sum);
+  }, "", UserBufferPath::ChunkedMpi);
+}
+
+TEST(CommErrors, MismatchedMpiReduceScatterIsNamed) {
+  std::vector<float> send(64 * 16, 1.0f), recv(64, 0.0f);
+  expect_mpi_mismatch_named("reduce_scatter #0 (", [&](MpiCommunicator& c) {
+    c.reduce_scatter(send.data(), recv.data(), 32, DType::Float32,
+                     c.rank() == c.size() - 1 ? ReduceOp::Max : ReduceOp::Sum);
+  }, "max", UserBufferPath::ChunkedMpi);
+}
+
+TEST(CommErrors, VerifiedMpiCallsStillComputeAndCanBeTurnedOff) {
+  for (bool verify : {true, false}) {
+    CommOptions o;
+    o.verify_mpi_calls = verify;
+    o.user_path = UserBufferPath::ChunkedMpi;
+    MpiCommunicator c(MPI_COMM_WORLD, o);
+    std::vector<int32_t> b(10, c.rank() == 1 ? 42 : -1);
+    c.broadcast(b.data(), 10, DType::Int32, 1 % c.size());
+    EXPECT_EQ(b[9], c.size() > 1 ? 42 : -1) << "verify=" << verify;
+    std::vector<float> v(3000, float(c.rank() + 1));
+    Work w1 = c.iallreduce(v.data(), v.data(), 3000, DType::Float32, ReduceOp::Sum);
+    std::vector<int32_t> g(size_t(c.size()), 0);
+    const int32_t mine = c.rank() * 10;
+    Work w2 = c.iallgather(&mine, g.data(), 1, DType::Int32);  // queued behind the allreduce
+    w2.wait();
+    w1.wait();
+    EXPECT_FLOAT_EQ(v[2999], float(c.size() * (c.size() + 1) / 2)) << "verify=" << verify;
+    for (int r = 0; r < c.size(); ++r) EXPECT_EQ(g[size_t(r)], r * 10) << "verify=" << verify;
+  }
 }
 
 TEST(CommErrors, AllocateSharedSizesMustAgree) {

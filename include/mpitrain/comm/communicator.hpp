@@ -43,6 +43,15 @@ struct CommOptions {
   size_t pipeline_chunk_bytes = size_t(128) << 10;
   /// Messages up to this size go through one flag-synchronised exchange (latency path).
   size_t small_bytes = 4096;
+  /// A rank on this node whose heartbeat (a thread of its own, every 250 ms) is older than this
+  /// is stopped or hung, not slow: a wait fails at once naming it and its process state, instead
+  /// of waiting out `timeout`. 0: off; otherwise at least 1 s. Same value on every rank.
+  std::chrono::milliseconds liveness_timeout{std::chrono::seconds(30)};
+  /// Collectives that go through MPI rather than shared memory (broadcast, allgather(v), barrier
+  /// and reduce-scatter across nodes, the chunked-MPI allreduce) first agree on what was called
+  /// (kind, count, dtype, op, root) with one small allreduce, so a mismatch is an error naming
+  /// both ranks instead of a hang or corrupt data. Same value on every rank.
+  bool verify_mpi_calls = true;
 };
 
 /// Handle of a non-blocking collective. Must not outlive its Communicator. Buffers passed to the

@@ -40,9 +40,10 @@ struct LaunchOptions {
   LaunchMode mode = LaunchMode::Auto;
   std::chrono::seconds startup_timeout{120};           ///< launch -> every worker said hello
   std::chrono::milliseconds comm_timeout{300000};      ///< deadline of the workers' collectives
-  /// Spawn mode: a worker that sends nothing, not even its once-a-second heartbeat (sent by a
-  /// thread of its own, so a slow step keeps beating), for this long is stopped or hung: the job
-  /// fails naming it. 0: off.
+  /// A rank that shows no sign of life for this long is stopped or hung, not slow: the job fails
+  /// naming it. Spawn mode: the driver watches every worker's heartbeat (sent once a second by a
+  /// thread of its own, so a slow step keeps beating). SPMD: each rank's Communicator watches the
+  /// heartbeats of the ranks on its node (CommOptions::liveness_timeout). 0: off.
   std::chrono::milliseconds liveness_timeout{30000};
   std::chrono::milliseconds failure_report_wait{1500}; ///< after a worker vanished: wait this long for the
                                                        ///< launcher's account of why (signal, exit code)

@@ -51,7 +51,7 @@ struct TrainerOptions {
   StrategySpec strategy;                ///< {"ddp", DDPOptions as JSON} by default
   ScalingConfig scaling;                ///< spawn mode: workers, their threads, use_gpu
   double comm_timeout_s = 300;          ///< deadline of every collective (a dead or diverged peer)
-  double liveness_timeout_s = 30;       ///< spawn mode: a worker silent this long is stopped or hung; 0: off
+  double liveness_timeout_s = 30;       ///< a rank silent this long is stopped or hung (spawn and SPMD); 0: off, else >= 1
   double startup_timeout_s = 120;       ///< spawn mode: launch -> every worker connected
   LaunchMode mode = LaunchMode::Auto;
   bool throw_on_error = false;          ///< fit() throws WorkerFailure instead of returning an error
