@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "mpitrain/errors.hpp"
 #include "mpitrain/tune/sweep.hpp"
 #include "mpitrain/tune/tune_report.hpp"
+#include "status_table.hpp"
 
 namespace mpitrain::tune {
 
@@ -39,12 +41,13 @@ void write_json(const std::string& file, const json& j) {  // atomically: reader
   fs::rename(tmp, file);
 }
 
-// The last "mpitrain-train: ..." line of a trial's log: its one-line error.
+// The last "mpitrain-train: ..." (or a Tuner trial's "mpitrain-trial: ...") line of a trial's
+// log: its one-line error.
 std::string last_error(const std::string& log) {
   std::ifstream in(log);
   std::string line, last;
   while (std::getline(in, line))
-    if (line.rfind("mpitrain-train: ", 0) == 0) last = line.substr(16);
+    if (line.rfind("mpitrain-train: ", 0) == 0 || line.rfind("mpitrain-trial: ", 0) == 0) last = line.substr(16);
   return last.empty() ? "no error message (see " + log + ")" : last;
 }
 
@@ -58,7 +61,17 @@ void wait_gone(pid_t pid) {
   if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
 }
 
-pid_t start(const std::vector<std::string>& argv, const std::string& log) {
+pid_t start(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& extra_env) {
+  // The environment is built before fork: the child only execs.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("cannot fork a trial process");
@@ -71,10 +84,7 @@ pid_t start(const std::vector<std::string>& argv, const std::string& log) {
       ::dup2(fd, 2);
       ::close(fd);
     }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
+    ::execve(args[0], args.data(), envp.data());
     std::fprintf(stderr, "mpitrain-train: cannot execute %s\n", args[0]);
     ::_exit(127);
   }
@@ -121,6 +131,24 @@ int run_sweep(const std::string& dir, const SweepPlan& plan, const TrialCommand&
   }
   log("sweep " + dir + ": " + std::to_string(plan.trials.size()) + " trials, " + std::to_string(queue.size()) +
       " to run, " + std::to_string(concurrent) + " at once (" + std::to_string(slots) + " slots)");
+  // On a terminal: a table redrawn in place; elsewhere (Slurm logs) one line per change.
+  const bool table = options.live_table < 0 ? ::isatty(1) != 0 : options.live_table > 0;
+  std::map<std::string, std::string> state;
+  for (const auto& t : plan.trials) {
+    const json st = read_json(trial_dir(dir, t.at("id")) + "/status.json");
+    if (st.is_object() && st.contains("status")) state[t.at("id")] = st["status"];
+  }
+  for (const json* t : queue) state[t->at("id")] = "pending";
+  size_t table_lines = 0;
+  auto last_draw = std::chrono::steady_clock::now();
+  auto draw = [&] {
+    const std::string text = detail::status_table(dir, plan, state);
+    if (table_lines) std::cout << "\033[" << table_lines << "F\033[J";  // back to the table's top, clear
+    std::cout << text << std::flush;
+    table_lines = size_t(std::count(text.begin(), text.end(), '\n'));
+    last_draw = std::chrono::steady_clock::now();
+  };
+  auto changed = [&](const std::string& line) { table ? draw() : log(line); };
   std::map<pid_t, std::pair<const json*, std::chrono::steady_clock::time_point>> running;
   int failed = 0;
   size_t next = 0;
@@ -131,13 +159,20 @@ int run_sweep(const std::string& dir, const SweepPlan& plan, const TrialCommand&
       fs::create_directories(tdir);
       json st = read_json(tdir + "/status.json");
       const double before = st.is_object() ? st.value("wall_s", 0.0) : 0.0;  // an earlier, killed run
-      const pid_t pid = start(command(t), tdir + "/trial.log");
+      const pid_t pid = start(command(t), tdir + "/trial.log",
+                              options.trial_env ? options.trial_env(t) : std::vector<std::string>{});
       write_json(tdir + "/status.json", {{"status", "running"}, {"pid", pid}, {"wall_s", before}});
       running[pid] = {&t, std::chrono::steady_clock::now()};
-      log(id + " running " + t.at("config").dump());
+      state[id] = "running";
+      changed(id + " running " + t.at("config").dump());
     }
     int ws = 0;
-    const pid_t pid = ::waitpid(-1, &ws, 0);
+    const pid_t pid = ::waitpid(-1, &ws, table ? WNOHANG : 0);
+    if (pid == 0) {  // table mode: nothing ended yet; refresh iterations and metrics every second
+      if (std::chrono::steady_clock::now() - last_draw > std::chrono::seconds(1)) draw();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     if (pid < 0) {
       if (errno == EINTR) continue;
       throw Error("sweep: waitpid failed");
@@ -162,8 +197,10 @@ int run_sweep(const std::string& dir, const SweepPlan& plan, const TrialCommand&
     write_json(tdir + "/status.json", st);
     char took[32];
     std::snprintf(took, sizeof took, " (%.1f s)", wall);
-    log(id + " " + st["status"].get<std::string>() + (code ? ": " + st["error"].get<std::string>() : "") + took);
+    state[id] = st["status"].get<std::string>();
+    changed(id + " " + st["status"].get<std::string>() + (code ? ": " + st["error"].get<std::string>() : "") + took);
   }
+  if (table) draw();
   return failed;
 }
 

@@ -7,6 +7,8 @@
 #include "mpitrain/detail/json_options.hpp"
 #include "mpitrain/errors.hpp"
 #include "mpitrain/train/callback.hpp"
+#include "mpitrain/train/callbacks/model_checkpoint.hpp"
+#include "mpitrain/train/trainer.hpp"
 #include "mpitrain/tune/tune_report.hpp"
 
 namespace mpitrain::tune {
@@ -58,6 +60,10 @@ class TuneReport final : public Callback {
     if (o_.metrics.empty())
       for (const auto& [k, v] : em) rec[k] = detail::json_number(v);
     for (const auto& [reported, name] : o_.metrics) rec[reported] = detail::json_number(value_of(name));
+    if (o_.checkpoint) {  // collective: every rank saves (unless this step is saved already)
+      if (loop.last_saved_step() != loop.global_step()) loop.save_checkpoint(loop.epoch() + 1, 0, std::nullopt);
+      rec["checkpoint"] = loop.options().checkpoint_dir() + "/" + ModelCheckpoint::file_name(loop.epoch(), loop.global_step());
+    }
     int stop = 0;  // 1: ASHA stops it early, 2: it reached max_t
     if (loop.rank() == 0) {
       const std::string dir = trial_dir(o_.dir, o_.trial);

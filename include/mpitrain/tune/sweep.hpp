@@ -39,6 +39,11 @@ using TrialCommand = std::function<std::vector<std::string>(const nlohmann::json
 struct RunOptions {
   int slots = 0;  ///< 0: the allocation's (SLURM_CPUS_ON_NODE, else this machine's CPUs)
   std::function<void(const std::string&)> log;  ///< one line per change (default: stdout)
+  /// Extra environment ("NAME=value") of a trial's process (the Tuner marks its trials so).
+  std::function<std::vector<std::string>(const nlohmann::json& trial)> trial_env;
+  /// Redraw a status table (trial, status, config, last metric, iterations) on every change and
+  /// every second; default: when stdout is a terminal. Off: one line per change (Slurm logs).
+  int live_table = -1;
 };
 
 /// Runs every unfinished trial; returns the number that failed.

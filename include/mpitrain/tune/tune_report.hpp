@@ -21,11 +21,14 @@ struct TuneReportOptions {
   std::string on = "validation_end";          ///< validation_end | train_epoch_end
   std::string scheduler = "fifo";             ///< fifo | asha
   AshaOptions asha;
+  /// A checkpoint with every report (Tune's `TuneReportCheckpointCallback`); its path is recorded
+  /// in the report. Off: the trial's own ModelCheckpoint settings decide.
+  bool checkpoint = false;
   /// ConfigError naming the option.
   void validate() const;
   static TuneReportOptions from_json(const nlohmann::json& j);
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TuneReportOptions, dir, trial, metrics, on, scheduler, asha)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TuneReportOptions, dir, trial, metrics, on, scheduler, asha, checkpoint)
 
 /// Where a trial's files live in the sweep directory.
 std::string trial_dir(const std::string& sweep_dir, const std::string& trial);
