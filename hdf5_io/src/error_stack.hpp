@@ -12,8 +12,28 @@ namespace hdf5_io::detail {
 
 inline thread_local std::string last_hdf5_error;
 
+/// HDF5's POSIX driver packs a whole report into its description ("file write failed: time =
+/// ..., filename = ..., errno = 28, error message = 'No space left on device', buf = ...", with a
+/// newline): keep what failed and why, on one line ("file write failed: No space left on device
+/// (errno 28)").
+inline std::string tidy_hdf5_description(std::string d) {
+  const size_t msg = d.find("error message = '");
+  if (msg != std::string::npos) {
+    const size_t from = msg + 17, to = d.find('\'', from);
+    const std::string why = d.substr(from, to == std::string::npos ? std::string::npos : to - from);
+    const size_t err = d.find("errno = ");
+    const std::string no = err == std::string::npos ? "" : d.substr(err + 8, d.find_first_not_of("0123456789", err + 8) - err - 8);
+    const size_t head = d.find(": time =");
+    d = (head == std::string::npos ? std::string("HDF5 I/O failed") : d.substr(0, head)) + ": " + why +
+        (no.empty() ? "" : " (errno " + no + ")");
+  }
+  for (char& c : d)
+    if (c == '\n' || c == '\r') c = ' ';
+  return d;
+}
+
 inline herr_t collect_deepest_error(unsigned n, const H5E_error2_t* e, void* out) {
-  if (n == 0 && e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
+  if (n == 0 && e->desc && *e->desc) *static_cast<std::string*>(out) = tidy_hdf5_description(e->desc);
   return 0;
 }
 

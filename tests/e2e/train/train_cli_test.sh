@@ -142,4 +142,20 @@ with h5py.File('badlabels.h5', 'w') as f:
     f['X'] = np.zeros((64, 28, 28), np.uint8); f['y'] = np.full(64, 12, np.int64)"
   expect "y holds labels from 12 to 12, the model has classes 0..9" -- --dataset hdf5:badlabels.h5 --workers 2
 fi
+
+# A full disk while writing a checkpoint: exit 1 with HDF5's cause on one line (no driver report
+# dump), nothing left in the directory. Needs root for a small tmpfs; skipped otherwise.
+mkdir -p tiny
+if mount -t tmpfs -o size=2m tmpfs tiny 2>/dev/null; then
+  timeout -k 5 120 "$BIN" --dataset synthetic --workers 1 --no-progress --epochs 1 --checkpoint-dir "$work/tiny" \
+    --output-dir full > full.log 2>&1
+  rc=$?
+  if [[ $rc -eq 1 ]] && grep -q "^mpitrain-train: rank 0: cannot write checkpoint .*: file write failed: No space left on device (errno 28)$" full.log &&
+     ! grep -q "time = " full.log && [[ -z $(ls -A tiny) ]]; then
+    echo "ok: full disk: $(grep -o 'file write failed.*' full.log)"
+  else echo "FAIL: full disk: exit $rc"; cat full.log; ls -la tiny; fail=1; fi
+  umount tiny
+else
+  echo "SKIP full-disk check: cannot mount a tmpfs (not root?)"
+fi
 exit $fail
