@@ -13,7 +13,8 @@
 # (../shared/tools/spack-*.tar.xz) is missing or clingo cannot be installed from PyPI.
 # The PyPI tools (clingo, flake8, isort, black) are cached in <build dir>/spack-venv.
 # Usage: spack_test.sh <source dir> <build dir>
-#   env: MPITRAIN_SPACK_SNAPSHOT (the snapshot tarball), MPITRAIN_SPACK_KEEP=1 (keep the temp dir)
+#   env: MPITRAIN_SPACK_SNAPSHOT (the snapshot tarball), MPITRAIN_SPACK_KEEP=1 (keep the temp dir),
+#        MPITRAIN_SPACK_UNTIL=spec (stop after 1-2: the recipe checks only, ~3 min, no compiling)
 set -uo pipefail
 SRC=$(cd "$1" && pwd) || exit 2
 BUILD=$(mkdir -p "$2" && cd "$2" && pwd) || exit 2
@@ -134,6 +135,11 @@ check "mpitrain's dependencies are Debian's (externals)" \
 check "mpitrain+tests takes Debian's googletest" 'grep -qE "^\[e\] +\^googletest@1\.12" "$WORK/spec2.txt"'
 check "mpitrain+cuda forwards cuda_arch=90 to nccl and py-torch" \
   'grep -qE "\^nccl@.*cuda_arch:?=90" "$WORK/spec3.txt" && grep -qE "\^py-torch@.*\+cuda.*cuda_arch:?=90" "$WORK/spec3.txt"'
+
+if [[ ${MPITRAIN_SPACK_UNTIL:-} == spec ]]; then
+  echo "spack test (MPITRAIN_SPACK_UNTIL=spec: no install): $((SECONDS - T0)) s in all"
+  exit $fail
+fi
 
 # ---- 3. install -------------------------------------------------------------------------------
 phase "spack install (builds mpitrain from the copy of the checkout; -j2)"
