@@ -144,7 +144,7 @@ fi
 # ---- 3. install -------------------------------------------------------------------------------
 phase "spack install (builds mpitrain from the copy of the checkout; -j2)"
 t=$SECONDS
-timeout -k 10 2700 "${SE[@]}" install --fail-fast --no-cache > "$WORK/install.log" 2>&1; rc=$?
+timeout -k 10 1800 "${SE[@]}" install --fail-fast --no-cache > "$WORK/install.log" 2>&1; rc=$?
 echo "(install: $((SECONDS - t)) s)"
 built=$(grep -oE "Installing [a-z0-9-]+-[^ ]+-[a-z0-9]{32}" "$WORK/install.log" | sed -E 's/Installing ([a-z0-9-]+)-[^-]+-[a-z0-9]{32}/\1/' | sort -u | tr '\n' ' ')
 echo "built from source: $built"
