@@ -31,7 +31,10 @@ unset LD_LIBRARY_PATH
 SNAP=${MPITRAIN_SPACK_SNAPSHOT:-}
 if [[ -z $SNAP ]]; then
   shopt -s nullglob
+  # beside the checkout (the project's layout), else this machine's shared tools (a CI clone
+  # may live elsewhere, e.g. under /tmp)
   snaps=("$SRC"/../shared/tools/spack-*.tar.xz)
+  ((${#snaps[@]})) || snaps=(/work/shared/tools/spack-*.tar.xz)
   shopt -u nullglob
   ((${#snaps[@]})) && SNAP=${snaps[-1]}
 fi
