@@ -137,19 +137,15 @@ std::vector<std::string> trial_argv(const Sweep& sw, const json& t) {
   return argv;
 }
 
-// Parses run's / submit's options, checks everything that can be checked before a trial starts,
-// and writes (or checks) the plan in the sweep directory.
-Sweep prepare(std::vector<std::string> args, bool submit, bool* help) {
-  Sweep sw;
+// run's / submit's options into `sw` (and the space file's name); false after --help.
+bool parse_sweep_options(std::vector<std::string> args, bool submit, Sweep& sw, std::string& space_file) {
   tune::SweepPlan& plan = sw.plan;
-  std::vector<std::string> trial_args;
   for (size_t i = 0; i < args.size(); ++i)
     if (args[i] == "--") {
-      trial_args.assign(args.begin() + long(i) + 1, args.end());
+      plan.trial_args.assign(args.begin() + long(i) + 1, args.end());
       args.resize(i);
       break;
     }
-  std::string space_file;
   po::options_description desc(std::string("mpitrain-sweep ") + (submit ? "submit" : "run") +
                                " [options] [-- options for every trial's mpitrain-train]");
   desc.add_options()("help,h", "show this help")
@@ -176,26 +172,25 @@ Sweep prepare(std::vector<std::string> args, bool submit, bool* help) {
     desc.add_options()("slots", po::value(&sw.slots)->default_value(0), "CPUs for trials (0: the Slurm allocation's, else this machine's)");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).positional({}).run(), vm);
-  if ((*help = vm.count("help") > 0)) {
+  if (vm.count("help")) {
     std::cout << desc << "\n";
-    return sw;
+    return false;
   }
   po::notify(vm);
   if (submit && sw.array_parallelism < 1) throw ConfigError("--array-parallelism must be at least 1");
   if (sw.train_bin.empty())
     sw.train_bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mpitrain-train").string();
   sw.dir = std::filesystem::absolute(sw.dir).lexically_normal().string();  // array tasks may start elsewhere
-  if (!kReported.count(plan.metric))
-    throw ConfigError("metric '" + plan.metric + "' is never reported by mpitrain-train trials (they report train_loss, val_loss, val_acc)");
-  tune::SearchSpace::from_file(space_file);  // ConfigError naming the key, or the JSON error's line
-  plan.space = json::parse(std::ifstream(space_file));
-  plan.trial_args = trial_args;
-  tune::expand(plan);
-  sw.flags = train_flags(sw.train_bin);
+  return true;
+}
+
+// Space keys that the sweep sets itself are errors; keys that name no mpitrain-train option are
+// recorded only (said once).
+void check_space_keys(const Sweep& sw) {
   for (const auto& r : kReserved)
-    if (has_flag(trial_args, r)) throw ConfigError("--" + r + " is set by the sweep for every trial; leave it out");
+    if (has_flag(sw.plan.trial_args, r)) throw ConfigError("--" + r + " is set by the sweep for every trial; leave it out");
   std::set<std::string> recorded_only;
-  for (auto it = plan.space.begin(); it != plan.space.end(); ++it) {
+  for (auto it = sw.plan.space.begin(); it != sw.plan.space.end(); ++it) {
     std::string f = it.key();
     std::replace(f.begin(), f.end(), '_', '-');
     if (kReserved.count(f)) throw ConfigError("search space key '" + it.key() + "' is set by the sweep for every trial");
@@ -203,8 +198,24 @@ Sweep prepare(std::vector<std::string> args, bool submit, bool* help) {
   }
   for (const auto& k : recorded_only)
     std::cout << "mpitrain-sweep: space key '" << k << "' names no mpitrain-train option: recorded in the results only\n";
+}
+
+// Parses run's / submit's options, checks everything that can be checked before a trial starts,
+// and writes (or checks) the plan and every trial's argv in the sweep directory.
+Sweep prepare(const std::vector<std::string>& args, bool submit, bool* help) {
+  Sweep sw;
+  tune::SweepPlan& plan = sw.plan;
+  std::string space_file;
+  if ((*help = !parse_sweep_options(args, submit, sw, space_file))) return sw;
+  if (!kReported.count(plan.metric))
+    throw ConfigError("metric '" + plan.metric + "' is never reported by mpitrain-train trials (they report train_loss, val_loss, val_acc)");
+  tune::SearchSpace::from_file(space_file);  // ConfigError naming the key, or the JSON error's line
+  plan.space = json::parse(std::ifstream(space_file));
+  tune::expand(plan);
+  sw.flags = train_flags(sw.train_bin);
+  check_space_keys(sw);
   if (plan.scheduler == "asha" && plan.asha.time_attr == "epoch" && !plan.space.contains("epochs") &&
-      !has_flag(trial_args, "epochs"))
+      !has_flag(plan.trial_args, "epochs"))
     plan.trial_args.insert(plan.trial_args.end(), {"--epochs", std::to_string(int64_t(plan.asha.max_t))});
   check_trial_options(trial_argv(sw, plan.trials.at(0)));
   if (!submit) {  // the allocation must hold one trial
@@ -215,8 +226,7 @@ Sweep prepare(std::vector<std::string> args, bool submit, bool* help) {
                         " slots, the allocation has " + std::to_string(slots));
   }
   tune::save_or_check_plan(sw.dir, plan);
-  // One argv per trial in the directory: what an array task runs.
-  for (const auto& t : plan.trials) {
+  for (const auto& t : plan.trials) {  // one argv per trial in the directory: what an array task runs
     const std::string tdir = tune::trial_dir(sw.dir, t.at("id"));
     std::filesystem::create_directories(tdir);
     std::ofstream(tdir + "/argv.json") << json(trial_argv(sw, t)).dump() << "\n";

@@ -29,12 +29,16 @@ std::string sys_error(const char* what) { return std::string(what) + ": " + std:
 }  // namespace
 
 LineChannel::~LineChannel() { close(); }
-LineChannel::LineChannel(LineChannel&& o) noexcept : fd_(o.fd_), buffer_(std::move(o.buffer_)) { o.fd_ = -1; }
+LineChannel::LineChannel(LineChannel&& o) noexcept
+    : fd_(o.fd_), buffer_(std::move(o.buffer_)), pending_(std::move(o.pending_)) {
+  o.fd_ = -1;
+}
 LineChannel& LineChannel::operator=(LineChannel&& o) noexcept {
   if (this != &o) {
     close();
     fd_ = o.fd_;
     buffer_ = std::move(o.buffer_);
+    pending_ = std::move(o.pending_);
     o.fd_ = -1;
   }
   return *this;
@@ -73,6 +77,7 @@ bool LineChannel::send(const nlohmann::json& msg) {
 
 std::vector<nlohmann::json> LineChannel::receive(bool* eof) {
   std::vector<nlohmann::json> out;
+  out.swap(pending_);
   *eof = false;
   char buf[65536];
   for (;;) {
@@ -101,7 +106,10 @@ std::optional<nlohmann::json> LineChannel::receive_one(int timeout_ms) {
   for (;;) {
     bool eof = false;
     auto msgs = receive(&eof);
-    if (!msgs.empty()) return msgs.front();  // the driver sends nothing before the task
+    if (!msgs.empty()) {  // the task; a stop may have come right behind it
+      pending_.assign(std::make_move_iterator(msgs.begin() + 1), std::make_move_iterator(msgs.end()));
+      return std::move(msgs.front());
+    }
     if (eof) return std::nullopt;
     int r = ::poll(&p, 1, timeout_ms);
     if (r == 0) return std::nullopt;

@@ -30,13 +30,17 @@ class LineChannel {
   /// Reads what is available without blocking (call when poll() says readable) and returns the
   /// complete lines received. `eof` becomes true when the peer closed.
   std::vector<nlohmann::json> receive(bool* eof);
-  /// Blocks up to `timeout_ms` for one message (worker side, for the task).
+  /// Blocks up to `timeout_ms` for one message (worker side, for the task). Messages that came
+  /// with it (a stop sent right after the task) are kept for the next receive().
   std::optional<nlohmann::json> receive_one(int timeout_ms);
+  /// Messages already read off the socket and not yet returned (poll() will not report them).
+  bool has_pending() const { return !pending_.empty(); }
   void close();
 
  private:
   int fd_ = -1;
   std::string buffer_;
+  std::vector<nlohmann::json> pending_;
   std::mutex send_mutex_;
 };
 

@@ -48,7 +48,7 @@ class DriverLink {
         next_beat += std::chrono::seconds(1);
       }
       pollfd p{ch.fd(), POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
+      if (!ch.has_pending() && ::poll(&p, 1, 100) <= 0) continue;
       bool eof = false;
       for (const auto& m : ch.receive(&eof)) {
         if (m.value("type", "") == message_type_name(MessageType::Stop)) request_stop(m.value("signal", SIGTERM));

@@ -87,6 +87,23 @@ wait $d
 rc=$?
 if [[ $rc -eq 130 ]]; then ok "SIGINT twice -> stopped at once (exit $rc)"; else bad "SIGINT twice -> exit $rc"; cat int.log; fi
 gone_within $d 10 && ok "SIGINT twice: no process of the job is left" || bad "SIGINT twice: the job outlived its driver"
+# 3b. SIGTERM at start-up, as soon as the job's leader exists (workers not yet connected): the
+#     stop goes out with each worker's task, so they checkpoint after their first step and the
+#     driver exits 75; --resume auto continues from that checkpoint.
+"$BIN" "${long[@]}" --output-dir "$work/termearly" > termearly.log 2>&1 &
+d=$!
+for ((i = 0; i < 3000; ++i)); do pgrep -f -- "mpitrain-leader .* mpitrain-$d-" >/dev/null && break; sleep 0.01; done
+kill -TERM $d
+wait $d
+rc=$?
+if [[ $rc -eq 75 ]] && grep -q "stopped by signal 15 after checkpoint .*step=1\.h5" termearly.log; then
+  ok "SIGTERM at start-up -> exit 75: $(grep 'stopped by signal' termearly.log)"
+else bad "SIGTERM at start-up -> exit $rc"; cat termearly.log; fi
+gone_within $d 10 && ok "SIGTERM at start-up: no process of the job is left" || bad "SIGTERM at start-up: the job outlived its driver"
+timeout -k 5 120 "$BIN" "${base[@]}" --epochs 1 --limit-train-batches 5 --output-dir "$work/termearly" --resume auto > termearly2.log 2>&1
+rc=$?
+[[ $rc -eq 0 ]] && grep -q "resuming from .*step=1\.h5" termearly2.log && ok "--resume auto after a start-up SIGTERM continues from step 1" ||
+  { bad "resume after a start-up SIGTERM: exit $rc"; cat termearly2.log; }
 
 # 5. SIGKILL of the job's leader: the failure names the leader, not a worker; nothing is left.
 "$BIN" "${long[@]}" --output-dir "$work/leader" > leader.log 2>&1 &
