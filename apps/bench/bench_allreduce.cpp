@@ -29,7 +29,9 @@ const char* kColumns = R"(Output (CSV on stdout, rank 0 only; lines starting wit
                user       mpitrain Communicator::allreduce on a private (user) buffer, in place
                zero_copy  mpitrain allreduce on a SharedBuffer from allocate_shared (node-shared window),
                           the engine's fusion buffer
-               chunked_mpi mpitrain's chunked MPI_Iallreduce path (UserBufferPath::ChunkedMpi)
+               chunked_mpi mpitrain's chunked MPI_Iallreduce path (UserBufferPath::ChunkedMpi), with its
+                          agreement check (CommOptions::verify_mpi_calls, one small allreduce first)
+               chunked_unverified the same with verify_mpi_calls = false: chunked_mpi / this = the check's cost
                rs_mpi     plain MPI_Reduce_scatter_block (float, MPI_SUM), private buffers: baseline of rs_*
                rs_user    mpitrain Communicator::reduce_scatter from a private buffer
                rs_zero_copy mpitrain reduce_scatter whose input is a SharedBuffer (Sharded stage 2's buckets)
@@ -128,8 +130,8 @@ std::string verify_allgather(const std::function<void(float*)>& run, float* buf,
   return total == 0 ? "ok" : "WRONG";
 }
 
-const std::vector<std::string> kMethods = {"mpi",    "user",         "zero_copy", "chunked_mpi", "rs_mpi",
-                                           "rs_user", "rs_zero_copy", "ag_mpi",    "ag_user",     "ag_zero_copy"};
+const std::vector<std::string> kMethods = {"mpi",    "user",         "zero_copy", "chunked_mpi", "chunked_unverified",
+                                           "rs_mpi", "rs_user",      "rs_zero_copy", "ag_mpi", "ag_user", "ag_zero_copy"};
 
 std::string baseline_of(const std::string& m) {
   if (m.rfind("rs_", 0) == 0) return "rs_mpi";
@@ -181,6 +183,9 @@ int run_allreduce(const std::vector<std::string>& args, bool spmd) {
   CommOptions chunked_opts = opts;
   chunked_opts.user_path = UserBufferPath::ChunkedMpi;
   MpiCommunicator chunked(MPI_COMM_WORLD, chunked_opts);
+  CommOptions unverified_opts = chunked_opts;  // the cost of the agreement check, same run
+  unverified_opts.verify_mpi_calls = false;
+  MpiCommunicator unverified(MPI_COMM_WORLD, unverified_opts);
   const size_t max_count = max_b / 4;
   std::vector<float> user(max_count), out(max_count);
   SharedBuffer shared = comm.allocate_shared(max_b);
@@ -213,6 +218,10 @@ int run_allreduce(const std::vector<std::string>& args, bool spmd) {
       } else if (m == "chunked_mpi") {
         x.op = [&chunked, u, count] { chunked.allreduce(u, u, int64_t(count), DType::Float32, ReduceOp::Sum); };
         x.check = verify([&](float* b) { chunked.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); },
+                         u, count, rank, n);
+      } else if (m == "chunked_unverified") {
+        x.op = [&unverified, u, count] { unverified.allreduce(u, u, int64_t(count), DType::Float32, ReduceOp::Sum); };
+        x.check = verify([&](float* b) { unverified.allreduce(b, b, int64_t(count), DType::Float32, ReduceOp::Sum); },
                          u, count, rank, n);
       } else if (m == "zero_copy") {
         x.prepare = [=] { fill(z, count); };
