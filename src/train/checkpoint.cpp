@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "hdf5_errors.hpp"
 #include "hdf5_io/checkpoint_file.hpp"
 #include "mpitrain/errors.hpp"
 #include "mpitrain/version.hpp"
@@ -17,19 +18,9 @@ namespace mpitrain {
 namespace h5 = hdf5_io;
 using nlohmann::json;
 
-namespace {
+using detail::translated;
 
-// hdf5_io is a library of its own with its own error type; callers of mpitrain see one family.
-template <class F>
-auto translated(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const h5::CheckpointError& e) {
-    throw CheckpointError(e.what());
-  } catch (const H5::Exception& e) {
-    throw CheckpointError("HDF5 error in " + e.getFuncName() + ": " + e.getDetailMsg());
-  }
-}
+namespace {
 
 // /optimizer in HDF5: attributes type + param_groups, /optimizer/<parameter>/<key> datasets, or
 // /optimizer/torch_archive. The first failure is kept for commit() (see CheckpointFileWriter).
