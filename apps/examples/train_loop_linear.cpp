@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
       "train_loop_linear [options]  (a toy linear model in a hand-written loop, a checkpoint every epoch)");
   desc.add_options()("help,h", "show this help")
       ("epochs", boost::program_options::value(&epochs)->default_value(5), "num_epochs of the train_loop_config")
-      ("lr", boost::program_options::value(&lr)->default_value(3e-4), "Adam's learning rate");
+      ("lr", boost::program_options::value(&lr)->default_value(3e-4, "3e-4"), "Adam's learning rate");
   cli.add_options(desc, "train_func");
   if (int rc = examples::parse(argc, argv, desc, printer, "train_loop_linear"); rc >= 0) return rc;
   return examples::run(cli, {{"num_epochs", epochs}, {"lr", lr}}, printer, "train_loop_linear");
