@@ -29,10 +29,13 @@ struct BasicBlock : nn::Module {
     if (stride != 1 || in != out)
       downsample = register_module("downsample", nn::Sequential(conv(in, out, 1, stride, 0), nn::BatchNorm2d(out)));
   }
+  // In place where torchvision is (relu_, out += identity): no extra activation buffers, and
+  // autograd-safe (BatchNorm's backward needs its input, not its output).
   torch::Tensor forward(torch::Tensor x) {
-    auto y = torch::relu(bn1->forward(conv1->forward(x)));
+    auto y = bn1->forward(conv1->forward(x)).relu_();
     y = bn2->forward(conv2->forward(y));
-    return torch::relu(y + (downsample ? downsample->forward(x) : x));
+    y += downsample ? downsample->forward(x) : x;
+    return y.relu_();
   }
 };
 TORCH_MODULE_IMPL(Block, BasicBlock);
@@ -61,7 +64,7 @@ struct ResNet18 : Net {
     }
   }
   torch::Tensor forward(torch::Tensor x) override {
-    x = torch::relu(bn1->forward(conv1->forward(x)));
+    x = bn1->forward(conv1->forward(x)).relu_();
     x = torch::max_pool2d(x, 3, 2, 1);
     x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
     return fc->forward(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
