@@ -22,6 +22,7 @@ namespace {
 const char* kColumns = R"(Output (CSV; '#' lines are comments):
   case            mpitrain-1: plain LibTorch on one rank (the scaling baseline)
                   mpitrain-ddp-N: N ranks, mpitrain DDP (buckets in the shared window, engine thread)
+                  torch-1: PyTorch, one process, no DDP (its scaling_eff: torch-1 / mpitrain-1)
                   torch-ddp-N: PyTorch DistributedDataParallel, gloo over loopback, N processes
   ranks           processes
   samples_per_s   examples per second over all ranks, steady state (after warm-up), slowest rank's time
@@ -124,7 +125,11 @@ int run_train(const std::vector<std::string>& args, bool spmd, bool seed) {
   std::fflush(stdout);
   double torch2 = 0;
   if (!no_torch) {
-    std::vector<double> t;
+    // PyTorch's own single process: how much PyTorch gains from its second rank (its scaling).
+    std::vector<double> t1, t;
+    for (int i = 0; i < repeats; ++i) t1.push_back(run_torch(1, script, steps, warmup, batch, model));
+    const double torch1 = median(t1);
+    std::printf("torch-1,1,%.1f,%.3f,%.2f,\n", torch1, batch / torch1 * 1e3, torch1 / one);
     for (int i = 0; i < repeats; ++i) t.push_back(run_torch(2, script, steps, warmup, batch, model));
     torch2 = median(t);
     std::printf("torch-ddp-2,2,%.1f,%.3f,%.2f,1.00\n", torch2, 2 * batch / torch2 * 1e3, torch2 / (2 * one));
