@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "hdf5_io/checkpoint_file.hpp"
+#include "launch_options_of.hpp"
 #include "mpitrain/launch/runtime.hpp"
 
 namespace mpitrain {
@@ -61,14 +62,7 @@ void require_output_paths(const TrainerOptions& o) {
   if (o.checkpoint.enabled) require_writable_directory(o.checkpoint_dir(), "checkpoint directory");
 }
 
-LaunchOptions launch_options(const TrainerOptions& o) {
-  LaunchOptions lo;
-  lo.mode = o.mode;
-  lo.comm_timeout = std::chrono::milliseconds(int64_t(o.comm_timeout_s * 1000));
-  lo.liveness_timeout = std::chrono::milliseconds(int64_t(o.liveness_timeout_s * 1000));
-  lo.startup_timeout = std::chrono::seconds(std::max<int64_t>(1, int64_t(o.startup_timeout_s)));
-  return lo;
-}
+LaunchOptions launch_options(const TrainerOptions& o) { return detail::launch_options_of(o); }
 
 FitResult finished(FitResult r, const TrainerOptions& o) {
   if (o.throw_on_error && !r.ok()) throw WorkerFailure(r.error, r.failed_rank, r.error_kind);

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "../launch_options_of.hpp"
 #include "../rank_agreement.hpp"
 #include "mpitrain/detail/json_number.hpp"
 #include "mpitrain/detail/named_registry.hpp"
@@ -23,15 +24,6 @@ mpitrain::detail::NamedRegistry<TrainLoop>& loops() {
 }
 
 bool spmd() { return Runtime::current() && Runtime::current()->role() == Role::Spmd; }
-
-LaunchOptions launch_options(const RunConfig& r) {
-  LaunchOptions lo;
-  lo.mode = r.mode;
-  lo.comm_timeout = std::chrono::milliseconds(int64_t(r.comm_timeout_s * 1000));
-  lo.liveness_timeout = std::chrono::milliseconds(int64_t(r.liveness_timeout_s * 1000));
-  lo.startup_timeout = std::chrono::seconds(std::max<int64_t>(1, int64_t(r.startup_timeout_s)));
-  return lo;
-}
 
 ReportedCheckpoint reported(const detail::CheckpointManager& m, const detail::ManifestEntry& e) {
   return {m.path_of(e), e.index, e.metrics};
@@ -107,7 +99,7 @@ Result FunctionTrainer::fit() const {
   for (;;) {
     mpitrain::Result job;
     try {
-      job = launch("mpitrain.train_loop", payload, scaling_, launch_options(run_));
+      job = launch("mpitrain.train_loop", payload, scaling_, mpitrain::detail::launch_options_of(run_));
     } catch (const Error& e) {  // SPMD: an agreed failure propagates on every rank
       if (!spmd()) throw;
       job.error = e.what();
