@@ -4,11 +4,10 @@
 
 #include <climits>
 #include <cstdlib>
-#include <deque>
-#include <thread>
 
 #include "mpi_tasks.hpp"
 #include "scatter_gather_tasks.hpp"
+#include "task_queue.hpp"
 
 namespace mpitrain {
 
@@ -26,108 +25,14 @@ void require(bool ok, const std::string& msg) {
   if (!ok) throw ArgumentError(msg);
 }
 
-std::string seconds(std::chrono::milliseconds ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f s", double(ms.count()) / 1000.0);
-  return buf;
-}
-
 }  // namespace
 
 struct MpiCommunicator::Impl {
   detail::MpiContext ctx;
-  std::deque<std::shared_ptr<Task>> queue;                 // issue order == completion order
+  detail::TaskQueue tasks{ctx};                             // in-order collectives and the waiting policy
   std::vector<std::shared_ptr<detail::ShmRegion>> regions;  // SharedBuffers, in creation order
-  std::deque<std::shared_ptr<Task>> abandoned;              // queued when the communicator failed
-  std::string failed;                                       // non-empty once poisoned
-  uint64_t seq = 0;
-  bool oversubscribed = false;
 
   bool shm_ok() const { return ctx.nodes == 1 || ctx.hierarchical; }
-
-  std::string where() const {
-    return "rank " + std::to_string(ctx.rank) + " (world size " + std::to_string(ctx.size) + ")";
-  }
-
-  void check_usable() const {
-    if (!failed.empty()) throw CommError("communicator unusable after an earlier failure: " + failed);
-  }
-
-  [[noreturn]] void poison(const std::string& msg) {
-    failed = msg;
-    for (auto& t : queue) abandoned.push_back(std::move(t));
-    queue.clear();
-    throw CommError(msg);
-  }
-
-  CallInfo next_call(CollectiveKind kind, int64_t count, DType dtype, ReduceOp op = ReduceOp::Sum, int root = -1) {
-    CallInfo c;
-    c.kind = kind;
-    c.seq = seq++;
-    c.count = count;
-    c.dtype = dtype;
-    c.op = op;
-    c.root = root;
-    return c;
-  }
-
-  // Starts verified MPI calls in queue order (program order on every rank), then runs queued
-  // tasks in order until one cannot progress.
-  void progress_queue() {
-    try {
-      for (auto& t : queue)
-        if (!t->issue()) break;
-      while (!queue.empty() && queue.front()->step()) queue.pop_front();
-    } catch (const CommError& e) {
-      poison(std::string(e.what()) + " [on " + where() + "]");
-    }
-  }
-
-  // Polls `advance` until `t` completes, the deadline expires or a node peer stops beating.
-  template <class Advance>
-  void drive(Task& t, std::chrono::milliseconds timeout, Advance&& advance) {
-    advance();
-    if (t.done()) return;
-    using clock = std::chrono::steady_clock;
-    const auto start = clock::now(), deadline = start + timeout;
-    auto next_liveness = start + std::chrono::milliseconds(detail::Heartbeat::kPeriodMs);
-    detail::Backoff backoff(oversubscribed);
-    for (uint32_t spins = 1;; ++spins) {
-      advance();
-      if (t.done()) return;
-      if ((spins & 31) == 0) {
-        const auto now = clock::now();
-        if (now > deadline) timed_out(t, timeout);
-        if (now > next_liveness) {
-          check_liveness(t, advance);
-          if (t.done()) return;
-          next_liveness = now + std::chrono::milliseconds(detail::Heartbeat::kPeriodMs);
-        }
-      }
-      backoff.pause();
-    }
-  }
-
-  template <class Advance>
-  void check_liveness(Task& t, Advance& advance) {
-    if (ctx.opts.liveness_timeout.count() <= 0 || ctx.local_size == 1) return;
-    std::string stalled = ctx.chan->stalled_peer(ctx.opts.liveness_timeout);
-    if (stalled.empty()) return;
-    advance();  // a peer's last signals precede its last beat (or its close): count them first
-    if (t.done()) return;
-    Task& stuck = queue.empty() ? t : *queue.front();
-    poison(stuck.info().describe() + " on " + where() + " cannot complete: " + stalled);
-  }
-
-  [[noreturn]] void timed_out(Task& awaited, std::chrono::milliseconds timeout) {
-    Task& stuck = queue.empty() ? awaited : *queue.front();
-    std::string why = stuck.waiting_for();
-    std::string msg = stuck.info().describe() + " on " + where() + " did not complete within the deadline of " +
-                      seconds(timeout) + ": " +
-                      (why.empty() ? "peers have not completed it (a rank skipped it, diverged or died)" : why);
-    if (&stuck != &awaited) msg += "; the awaited " + awaited.info().describe() + " is queued behind it";
-    poison(msg);
-  }
 
   // The SharedBuffer region holding [p, p+bytes) in this rank's slot, if any.
   detail::ShmRegion* shared_region(const void* p, size_t bytes, size_t* offset) const {
@@ -153,7 +58,7 @@ struct MpiCommunicator::Impl {
 
   void validate_reduction(const char* what, int64_t count, const void* send, const void* recv, DType dtype,
                           ReduceOp op) const {
-    check_usable();
+    tasks.check_usable();
     require(count >= 0, std::string(what) + ": negative count " + std::to_string(count));
     require(count == 0 || (send && recv), std::string(what) + ": null buffer with count " + std::to_string(count));
     check_reduction_supported(dtype, op);
@@ -207,28 +112,13 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, CommOptions options, MpiTopology
   MPI_Allgather(&c.rank, 1, MPI_INT, world_ranks.data(), 1, MPI_INT, c.node);
   c.chan = std::make_unique<detail::ShmChannel>(c.node, options.small_bytes, std::move(world_ranks));
   c.staging = std::make_unique<detail::ShmRegion>(c.node, options.staging_bytes);
-  impl_->oversubscribed = c.local_size > node_cpus();
+  impl_->tasks.set_oversubscribed(c.local_size > node_cpus());
 }
 
 MpiCommunicator::~MpiCommunicator() {
   auto& im = *impl_;
   // Finish what the user issued but never waited for (their buffers are still alive by contract).
-  if (im.failed.empty() && !im.queue.empty()) {
-    try {
-      std::shared_ptr<Task> last = im.queue.back();  // owned here: the queue pops it when done
-      im.drive(*last, timeout(), [&] { im.progress_queue(); });
-    } catch (const CommError&) {
-    }
-  }
-  // Give abandoned MPI requests a moment: a late peer may still complete them.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (!im.abandoned.empty() && std::chrono::steady_clock::now() < until) {
-    try {
-      if (im.abandoned.front()->drain()) im.abandoned.pop_front();
-    } catch (const CommError&) {
-      im.abandoned.pop_front();
-    }
-  }
+  im.tasks.finish(timeout(), std::chrono::seconds(1));
   im.regions.clear();  // collective frees, same order on every rank
   im.ctx.staging.reset();
   im.ctx.chan.reset();
@@ -245,22 +135,21 @@ const CommOptions& MpiCommunicator::options() const { return impl_->ctx.opts; }
 MPI_Comm MpiCommunicator::mpi_comm() const { return impl_->ctx.world; }
 
 bool MpiCommunicator::test_task(Task& task) {
-  impl_->check_usable();
-  impl_->progress_queue();
+  impl_->tasks.check_usable();
+  impl_->tasks.progress();
   return task.done();
 }
 
 void MpiCommunicator::wait_task(Task& task) {
-  impl_->check_usable();
-  impl_->drive(task, timeout(), [this] { impl_->progress_queue(); });
+  impl_->tasks.check_usable();
+  impl_->tasks.wait(task, timeout());
 }
 
 Work MpiCommunicator::iallreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op) {
   impl_->validate_reduction("allreduce", count, send, recv, dtype, op);
-  CallInfo info = impl_->next_call(CollectiveKind::Allreduce, count, dtype, op);
+  CallInfo info = impl_->tasks.next_call(CollectiveKind::Allreduce, count, dtype, op);
   std::shared_ptr<Task> t = impl_->make_allreduce(info, send, recv);
-  impl_->queue.push_back(t);
-  impl_->progress_queue();  // a task at the head starts now (copy-in begins)
+  impl_->tasks.push(t);
   return make_work(std::move(t));
 }
 
@@ -272,16 +161,10 @@ void MpiCommunicator::allreduce(const void* send, void* recv, int64_t count, DTy
   // Latency path: one node, nothing queued, small, not in a SharedBuffer -> run on the stack with
   // no allocation. (Across nodes a timed-out task may leave an MPI request behind, which must
   // outlive this frame: those go through the queue.)
-  if (im.queue.empty() && im.ctx.nodes == 1 && im.ctx.opts.user_path != UserBufferPath::ChunkedMpi &&
+  if (im.tasks.empty() && im.ctx.nodes == 1 && im.ctx.opts.user_path != UserBufferPath::ChunkedMpi &&
       bytes <= im.ctx.opts.small_bytes && !(send == recv && im.shared_region(recv, bytes, &off))) {
-    detail::SmallAllreduceTask t(im.ctx, im.next_call(CollectiveKind::Allreduce, count, dtype, op), send, recv);
-    im.drive(t, timeout(), [&] {
-      try {
-        t.step();
-      } catch (const CommError& e) {
-        im.poison(std::string(e.what()) + " [on " + im.where() + "]");
-      }
-    });
+    detail::SmallAllreduceTask t(im.ctx, im.tasks.next_call(CollectiveKind::Allreduce, count, dtype, op), send, recv);
+    im.tasks.wait_unqueued(t, timeout());
     return;
   }
   iallreduce(send, recv, count, dtype, op).wait();
@@ -291,7 +174,7 @@ Work MpiCommunicator::ireduce_scatter(const void* send, void* recv, int64_t recv
   auto& im = *impl_;
   im.validate_reduction("reduce_scatter", recv_count, send, recv, dtype, op);
   im.validate_mpi_count("reduce_scatter", recv_count);
-  CallInfo info = im.next_call(CollectiveKind::ReduceScatter, recv_count, dtype, op);
+  CallInfo info = im.tasks.next_call(CollectiveKind::ReduceScatter, recv_count, dtype, op);
   std::shared_ptr<Task> t;
   if (im.ctx.nodes > 1 || im.ctx.opts.user_path == UserBufferPath::ChunkedMpi) {
     t = std::make_shared<detail::MpiReduceScatterTask>(im.ctx, info, send, recv);
@@ -303,15 +186,14 @@ Work MpiCommunicator::ireduce_scatter(const void* send, void* recv, int64_t recv
     t = std::make_shared<detail::ShmReduceScatterTask>(im.ctx, info, send, recv, r ? *r : *im.ctx.staging, off,
                                                        r != nullptr);
   }
-  im.queue.push_back(t);
-  im.progress_queue();
+  im.tasks.push(t);
   return make_work(std::move(t));
 }
 
 Work MpiCommunicator::ibarrier() {
   auto& im = *impl_;
-  im.check_usable();
-  CallInfo info = im.next_call(CollectiveKind::Barrier, 0, DType::Float32);
+  im.tasks.check_usable();
+  CallInfo info = im.tasks.next_call(CollectiveKind::Barrier, 0, DType::Float32);
   std::shared_ptr<Task> t;
   if (im.shm_ok()) {
     t = std::make_shared<detail::SmallAllreduceTask>(im.ctx, info, nullptr, nullptr);
@@ -321,14 +203,13 @@ Work MpiCommunicator::ibarrier() {
       detail::check_mpi(MPI_Ibarrier(world, req), "MPI_Ibarrier");
     });
   }
-  im.queue.push_back(t);
-  im.progress_queue();
+  im.tasks.push(t);
   return make_work(std::move(t));
 }
 
 Work MpiCommunicator::ibroadcast(void* buf, int64_t count, DType dtype, int root) {
   auto& im = *impl_;
-  im.check_usable();
+  im.tasks.check_usable();
   require(count >= 0, "broadcast: negative count " + std::to_string(count));
   require(count == 0 || buf, "broadcast: null buffer with count " + std::to_string(count));
   require(root >= 0 && root < im.ctx.size,
@@ -337,29 +218,27 @@ Work MpiCommunicator::ibroadcast(void* buf, int64_t count, DType dtype, int root
   dtype_size(dtype);
   MPI_Comm world = im.ctx.world;
   auto t = std::make_shared<detail::MpiRequestTask>(
-      im.ctx, im.next_call(CollectiveKind::Broadcast, count, dtype, ReduceOp::Sum, root),
+      im.ctx, im.tasks.next_call(CollectiveKind::Broadcast, count, dtype, ReduceOp::Sum, root),
       [=](MPI_Request* req, const int*) {
         detail::check_mpi(MPI_Ibcast(buf, int(count), detail::mpi_type(dtype), root, world, req), "MPI_Ibcast");
       });
-  im.queue.push_back(t);
-  im.progress_queue();
+  im.tasks.push(t);
   return make_work(std::move(t));
 }
 
 Work MpiCommunicator::iallgather(const void* send, void* recv, int64_t count, DType dtype) {
   auto& im = *impl_;
-  im.check_usable();
+  im.tasks.check_usable();
   require(count >= 0, "allgather: negative count " + std::to_string(count));
   require(count == 0 || (send && recv), "allgather: null buffer with count " + std::to_string(count));
   im.validate_mpi_count("allgather", count * im.ctx.size);
   const size_t bytes = size_t(count) * dtype_size(dtype);
-  CallInfo info = im.next_call(CollectiveKind::Allgather, count, dtype);
+  CallInfo info = im.tasks.next_call(CollectiveKind::Allgather, count, dtype);
   size_t off = 0;
   if (im.ctx.nodes == 1)  // into a SharedBuffer: straight out of the peers' slots
     if (detail::ShmRegion* r = im.shared_region(recv, bytes * size_t(im.ctx.size), &off)) {
       std::shared_ptr<Task> t = std::make_shared<detail::ShmAllgatherTask>(im.ctx, info, send, recv, *r, off);
-      im.queue.push_back(t);
-      im.progress_queue();
+      im.tasks.push(t);
       return make_work(std::move(t));
     }
   // In place: `send` is this rank's block of `recv`.
@@ -369,14 +248,13 @@ Work MpiCommunicator::iallgather(const void* send, void* recv, int64_t count, DT
   auto t = std::make_shared<detail::MpiRequestTask>(im.ctx, info, [=](MPI_Request* req, const int*) {
     detail::check_mpi(MPI_Iallgather(s, int(count), ty, recv, int(count), ty, world, req), "MPI_Iallgather");
   });
-  im.queue.push_back(t);
-  im.progress_queue();
+  im.tasks.push(t);
   return make_work(std::move(t));
 }
 
 Work MpiCommunicator::iallgatherv(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype) {
   auto& im = *impl_;
-  im.check_usable();
+  im.tasks.check_usable();
   const int n = im.ctx.size;
   require(int(counts.size()) == n, "allgatherv: counts has " + std::to_string(counts.size()) +
                                        " entries, the world has " + std::to_string(n) + " ranks");
@@ -402,19 +280,18 @@ Work MpiCommunicator::iallgatherv(const void* send, void* recv, const std::vecto
   MPI_Comm world = im.ctx.world;
   // Ranks must agree on every count, not just their own: check the total and a hash of them all.
   auto t = std::make_shared<detail::MpiRequestTask>(
-      im.ctx, im.next_call(CollectiveKind::Allgatherv, mine, dtype),
+      im.ctx, im.tasks.next_call(CollectiveKind::Allgatherv, mine, dtype),
       [=](MPI_Request* req, const int* a) {
         detail::check_mpi(MPI_Iallgatherv(s, int(mine), ty, recv, a, a + n, ty, world, req), "MPI_Iallgatherv");
       },
       std::move(args), total, detail::counts_hash(counts));
-  im.queue.push_back(t);
-  im.progress_queue();
+  im.tasks.push(t);
   return make_work(std::move(t));
 }
 
 SharedBuffer MpiCommunicator::allocate_shared(size_t bytes) {
   auto& im = *impl_;
-  im.check_usable();
+  im.tasks.check_usable();
   // Every rank must ask for the same size: the window's layout depends on it.
   int64_t mm[2] = {int64_t(bytes), -int64_t(bytes)};
   allreduce(mm, mm, 2, DType::Int64, ReduceOp::Max);
