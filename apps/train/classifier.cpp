@@ -11,6 +11,7 @@
 #include "mpitrain/data/synthetic.hpp"
 #include "hdf5_io/tensor_io.hpp"
 #include "mpitrain/errors.hpp"
+#include "mpitrain/strategy/optim/adam.hpp"
 
 namespace mpitrain::apps {
 
@@ -124,9 +125,9 @@ Optimizers Classifier::configure_optimizers() {
     o.optimizer = std::make_shared<torch::optim::SGD>(
         parameters(), torch::optim::SGDOptions(lr).momentum(cfg_.value("momentum", 0.9)).weight_decay(wd));
   else if (name == "adam")
-    o.optimizer = std::make_shared<torch::optim::Adam>(parameters(), torch::optim::AdamOptions(lr).weight_decay(wd));
+    o.optimizer = std::make_shared<optim::Adam>(parameters(), torch::optim::AdamOptions(lr).weight_decay(wd));
   else
-    o.optimizer = std::make_shared<torch::optim::AdamW>(parameters(), torch::optim::AdamWOptions(lr).weight_decay(wd));
+    o.optimizer = std::make_shared<optim::AdamW>(parameters(), torch::optim::AdamWOptions(lr).weight_decay(wd));
   const std::string sched = cfg_.value("scheduler", "none");
   const int64_t total = std::max<int64_t>(2, cfg_.value("total_steps", 1000));
   if (sched == "step") o.scheduler = make_step_lr(*o.optimizer, std::max<int64_t>(1, total / 3), 0.1);

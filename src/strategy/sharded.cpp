@@ -9,6 +9,7 @@
 
 #include "mpitrain/comm/tensor_collectives.hpp"
 #include "mpitrain/detail/json_options.hpp"
+#include "mpitrain/strategy/optim/adam.hpp"
 #include "mpitrain/strategy/registry.hpp"
 #include "param_state.hpp"
 #include "sharded_impl.hpp"
@@ -23,8 +24,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& type,
   if (type == "sgd")
     return std::make_unique<torch::optim::SGD>(std::move(groups), static_cast<const torch::optim::SGDOptions&>(defaults));
   if (type == "adamw")
-    return std::make_unique<torch::optim::AdamW>(std::move(groups), static_cast<const torch::optim::AdamWOptions&>(defaults));
-  return std::make_unique<torch::optim::Adam>(std::move(groups), static_cast<const torch::optim::AdamOptions&>(defaults));
+    return std::make_unique<optim::AdamW>(std::move(groups), static_cast<const torch::optim::AdamWOptions&>(defaults));
+  return std::make_unique<optim::Adam>(std::move(groups), static_cast<const torch::optim::AdamOptions&>(defaults));
 }
 }  // namespace
 

@@ -1,0 +1,109 @@
+#include "mpitrain/strategy/optim/adam.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+namespace mpitrain::optim {
+
+namespace {
+
+// The state torch's Adam/AdamW keep per parameter, created as theirs is on first use.
+template <typename State, typename States, typename Options>
+State& state_of(States& states, const torch::Tensor& p, const Options& options) {
+  const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+  auto found = states.find(key);
+  if (found == states.end()) {
+    auto s = std::make_unique<State>();
+    s->step(0);
+    s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    if (options.amsgrad()) s->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    found = states.emplace(key, std::move(s)).first;
+  }
+  return static_cast<State&>(*found->second);
+}
+
+// `like`'s shape and strides over the front of `scratch` (grown when too small); a plain
+// fresh tensor where the layout is not dense (then torch's own allocation pattern).
+torch::Tensor scratch_like(torch::Tensor& scratch, const torch::Tensor& like) {
+  if (!like.is_non_overlapping_and_dense()) return torch::empty_like(like);
+  if (!scratch.defined() || scratch.numel() < like.numel() || scratch.scalar_type() != like.scalar_type() ||
+      scratch.device() != like.device())
+    scratch = torch::empty({std::max<int64_t>(like.numel(), scratch.defined() ? scratch.numel() : 0)}, like.options());
+  return scratch.as_strided(like.sizes(), like.strides());
+}
+
+// Adam's moment update and parameter step, in torch 1.13's order of operations, with the
+// denominator sqrt(v)/sqrt(bias_correction2) + eps built in place in `scratch`.
+template <typename State, typename Options>
+void adam_update(torch::Tensor& p, const torch::Tensor& grad, State& state, const Options& options,
+                 torch::Tensor& scratch) {
+  state.step(state.step() + 1);
+  const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
+  const double bias_correction1 = 1 - std::pow(beta1, state.step());
+  const double bias_correction2 = 1 - std::pow(beta2, state.step());
+  auto& exp_avg = state.exp_avg();
+  auto& exp_avg_sq = state.exp_avg_sq();
+  exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+  exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+  const torch::Tensor* second = &exp_avg_sq;
+  if (options.amsgrad()) {
+    torch::max_out(state.max_exp_avg_sq(), exp_avg_sq, state.max_exp_avg_sq());
+    second = &state.max_exp_avg_sq();
+  }
+  torch::Tensor denom = scratch_like(scratch, *second);
+  torch::sqrt_out(denom, *second);
+  denom.div_(std::sqrt(bias_correction2)).add_(options.eps());
+  p.addcdiv_(exp_avg, denom, -options.lr() / bias_correction1);
+}
+
+void check_dense(const torch::Tensor& grad, const char* who) {
+  TORCH_CHECK(!grad.is_sparse(), who, " does not support sparse gradients");
+}
+
+}  // namespace
+
+torch::Tensor Adam::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      check_dense(p.grad(), "Adam");
+      auto& state = state_of<torch::optim::AdamParamState>(state_, p, options);
+      torch::Tensor grad = p.grad();
+      if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
+      adam_update(p, grad, state, options, scratch_);
+    }
+  }
+  return loss;
+}
+
+torch::Tensor AdamW::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    auto& options = static_cast<torch::optim::AdamWOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      check_dense(p.grad(), "AdamW");
+      if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());  // decoupled decay
+      auto& state = state_of<torch::optim::AdamWParamState>(state_, p, options);
+      adam_update(p, p.grad(), state, options, scratch_);
+    }
+  }
+  return loss;
+}
+
+}  // namespace mpitrain::optim
