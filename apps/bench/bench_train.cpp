@@ -2,10 +2,12 @@
 // or with `seed` the seed example's torchvision ResNet-18 (Adam, batch 128 per rank), one LibTorch
 // thread per rank: 1 rank (plain LibTorch), 2 ranks with mpitrain DDP, and PyTorch DDP (gloo) on
 // the same model from /usr/bin/python3 (torchvision's resnet18 for the seed), all in the same run.
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "bench_common.hpp"
@@ -13,6 +15,7 @@
 #include "mpitrain/launch/registry.hpp"
 #include "mpitrain/models/models.hpp"
 #include "mpitrain/strategy/ddp.hpp"
+#include "mpitrain/strategy/optim/adam.hpp"
 
 namespace po = boost::program_options;
 
@@ -49,13 +52,17 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
     ddp->setup(*model, nullptr, *engine);
   }
   std::unique_ptr<torch::optim::Optimizer> opt;
-  if (resnet) opt = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(1e-3));
+  if (resnet) opt = std::make_unique<mpitrain::optim::Adam>(model->parameters(), torch::optim::AdamOptions(1e-3));
   else opt = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   torch::Tensor x = resnet ? torch::randn({batch, 1, 28, 28}) : torch::randn({batch, 784}), y = torch::randint(0, 10, {batch});
+  // --profile: PyTorch's legacy profiler over the timed steps (the Python baseline uses the same one).
+  const std::string trace = p.value("profile", "");
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   double t = 0;
   for (int64_t i = 0; i < warmup + steps; ++i) {
     if (i == warmup) {
       ctx.comm().barrier();
+      if (!trace.empty()) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(trace);
       t = MPI_Wtime();
     }
     if (ddp) ddp->zero_grad();
@@ -66,6 +73,7 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
   }
   if (engine) engine->synchronize();
   double dt = MPI_Wtime() - t;
+  profile.reset();  // writes the trace
   ddp.reset();
   engine.reset();
   ctx.comm().allreduce(&dt, &dt, 1, DType::Float64, ReduceOp::Max);
@@ -73,10 +81,31 @@ nlohmann::json train_entry(TaskContext& ctx, const nlohmann::json& p) {
 }
 MPITRAIN_REGISTER_ENTRY_POINT("mpitrain-bench.train", train_entry);
 
-double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch, const std::string& model) {
+double run_torch(int ranks, const std::string& script, int steps, int warmup, int batch, const std::string& model,
+                 const std::string& trace = "") {
   return run_and_read("/usr/bin/python3 " + script + " " + std::to_string(ranks) + " 29611 " + std::to_string(steps) + " " +
-                          std::to_string(warmup) + " " + std::to_string(batch) + " " + model,
+                          std::to_string(warmup) + " " + std::to_string(batch) + " " + model + (trace.empty() ? "" : " " + trace),
                       "samples_per_s");
+}
+
+// --profile DIR: one profiled run of mpitrain-1 and of torch-1 (same steps, same profiler), then
+// profile_compare.py's table of where each spends its time, operator by operator.
+int profile_single_process(const std::filesystem::path& dir, const std::filesystem::path& bin, const nlohmann::json& params,
+                           int steps, int warmup, int batch, const std::string& model) {
+  std::filesystem::create_directories(dir);
+  const std::string ours = (dir / "mpitrain-1.trace.json").string(), theirs = (dir / "torch-1.trace.json").string();
+  nlohmann::json p = params;
+  p["profile"] = ours;
+  Result r = launch("mpitrain-bench.train", p, {1, 1, false});
+  if (!r.ok()) throw Error("profiled mpitrain-1 run failed: " + r.error);
+  run_torch(1, (bin / "torch_ddp_baseline.py").string(), steps, warmup, batch, model, theirs);
+  const std::string cmd = "/usr/bin/python3 " + (bin / "profile_compare.py").string() + " " + ours + " " + theirs + " " +
+                          std::to_string(steps) + " > " + (dir / "compare.csv").string();
+  if (std::system(cmd.c_str()) != 0) throw Error("profile comparison failed: " + cmd);
+  std::ifstream table(dir / "compare.csv");
+  std::cout << table.rdbuf() << "# table: " << (dir / "compare.csv").string() << ", traces: " << ours << ", " << theirs
+            << std::endl;
+  return 0;
 }
 
 }  // namespace
@@ -88,6 +117,7 @@ int run_train(const std::vector<std::string>& args, bool spmd, bool seed) {
   int steps = seed ? 30 : 200, warmup = seed ? 3 : 20, batch = seed ? 128 : 64, repeats = 3;
   double bucket_mb = 25, first_mb = 1;
   bool no_torch = false;
+  std::string profile_dir;
   desc.add_options()("help,h", "show this help and the meaning of every column")
       ("steps", po::value(&steps)->default_value(steps), "timed steps per run")
       ("warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")
@@ -95,20 +125,22 @@ int run_train(const std::vector<std::string>& args, bool spmd, bool seed) {
       ("repeats", po::value(&repeats)->default_value(repeats), "runs per case (median reported)")
       ("bucket-cap-mb", po::value(&bucket_mb)->default_value(bucket_mb), "DDP bucket size (MiB)")
       ("first-bucket-mb", po::value(&first_mb)->default_value(first_mb), "DDP first bucket size (MiB)")
-      ("no-torch", po::bool_switch(&no_torch), "skip the PyTorch DDP baseline");
+      ("no-torch", po::bool_switch(&no_torch), "skip the PyTorch DDP baseline")
+      ("profile", po::value(&profile_dir), "instead of timing: profile mpitrain-1 and torch-1 (same steps, PyTorch's legacy "
+                                           "profiler), keep both traces in this folder, print the time per step of each operator");
   if (!parse_options(desc, args, kColumns)) return 0;
   if (steps < 1 || warmup < 0 || batch < 1 || repeats < 1) throw UsageError("--steps, --batch-size and --repeats must be positive");
   if (spmd) throw UsageError("train launches its own workers: run it without mpirun/srun");
-  const std::string script =
-      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "torch_ddp_baseline.py").string();
+  const std::filesystem::path bin = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+  const std::string script = (bin / "torch_ddp_baseline.py").string();
+  const nlohmann::json params = {{"batch", batch},           {"steps", steps},          {"warmup", warmup},
+                                 {"bucket_cap_mb", bucket_mb}, {"first_bucket_mb", first_mb}, {"model", model}};
+  if (!profile_dir.empty()) return profile_single_process(profile_dir, bin, params, steps, warmup, batch, model);
 
   auto mpitrain_case = [&](int ranks) {
     std::vector<double> sps, ms;
     for (int i = 0; i < repeats; ++i) {
-      Result r = launch("mpitrain-bench.train",
-                        {{"batch", batch}, {"steps", steps}, {"warmup", warmup}, {"bucket_cap_mb", bucket_mb},
-                         {"first_bucket_mb", first_mb}, {"model", model}},
-                        {ranks, 1, false});
+      Result r = launch("mpitrain-bench.train", params, {ranks, 1, false});
       if (!r.ok()) throw Error("benchmark run failed: " + r.error);
       sps.push_back(r.value.at("samples_per_s"));
       ms.push_back(r.value.at("step_ms"));

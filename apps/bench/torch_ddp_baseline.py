@@ -2,14 +2,16 @@
 """Baseline for `mpitrain-bench train` / `seed`: PyTorch DDP (gloo, loopback) on the same model,
 batch B per rank, 1 intra-op thread per rank: the MLP 784-1024-1024-10 with SGD, or
 torchvision's resnet18 with the seed example's 1-channel conv1 and Adam 1e-3. Prints
-`samples_per_s <value>` (all ranks, steady state after warm-up).
-Usage: torch_ddp_baseline.py RANKS PORT STEPS WARMUP BATCH [mlp|resnet18]"""
+`samples_per_s <value>` (all ranks, steady state after warm-up). With TRACE (1 rank only), the
+timed steps run under PyTorch's legacy profiler, the one mpitrain-bench --profile uses in C++,
+and its chrome trace is written there.
+Usage: torch_ddp_baseline.py RANKS PORT STEPS WARMUP BATCH [mlp|resnet18 [TRACE]]"""
 import os
 import sys
 import time
 
 
-def worker(rank, world, port, steps, warmup, batch, model_name, queue):
+def worker(rank, world, port, steps, warmup, batch, model_name, trace, queue):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
@@ -32,14 +34,21 @@ def worker(rank, world, port, steps, warmup, batch, model_name, queue):
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     y = torch.randint(0, 10, (batch,))
     loss_fn = nn.CrossEntropyLoss()
+    profiler = None
     for i in range(warmup + steps):
         if i == warmup:
             dist.barrier()
+            if trace:
+                profiler = torch.autograd.profiler_legacy.profile()
+                profiler.__enter__()
             t0 = time.perf_counter()
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()
     dt = torch.tensor([time.perf_counter() - t0])
+    if profiler:
+        profiler.__exit__(None, None, None)
+        profiler.export_chrome_trace(trace)
     dist.all_reduce(dt, op=dist.ReduceOp.MAX)
     if rank == 0:
         queue.put(steps * batch * world / dt.item())
@@ -49,10 +58,13 @@ def worker(rank, world, port, steps, warmup, batch, model_name, queue):
 def main():
     world, port, steps, warmup, batch = (int(a) for a in sys.argv[1:6])
     model_name = sys.argv[6] if len(sys.argv) > 6 else "mlp"
+    trace = sys.argv[7] if len(sys.argv) > 7 else ""
+    if trace and world != 1:
+        sys.exit("torch_ddp_baseline.py: a trace is written for 1 rank only")
     import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    mp.spawn(worker, args=(world, port, steps, warmup, batch, model_name, queue), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, port, steps, warmup, batch, model_name, trace, queue), nprocs=world, join=True)
     print(f"samples_per_s {queue.get():.1f}")
 
 
