@@ -59,51 +59,45 @@ void adam_update(torch::Tensor& p, const torch::Tensor& grad, State& state, cons
   p.addcdiv_(exp_avg, denom, -options.lr() / bias_correction1);
 }
 
-void check_dense(const torch::Tensor& grad, const char* who) {
-  TORCH_CHECK(!grad.is_sparse(), who, " does not support sparse gradients");
+// torch's step() frame: the closure evaluated with grad mode on, then `update(p, options)`
+// for every parameter that has a (dense) gradient.
+template <typename Options, typename Update>
+torch::Tensor for_each_gradient(std::vector<torch::optim::OptimizerParamGroup>& groups,
+                                const torch::optim::Optimizer::LossClosure& closure, const char* who, Update&& update) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : groups) {
+    auto& options = static_cast<Options&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      TORCH_CHECK(!p.grad().is_sparse(), who, " does not support sparse gradients");
+      update(p, options);
+    }
+  }
+  return loss;
 }
 
 }  // namespace
 
 torch::Tensor Adam::step(LossClosure closure) {
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  for (auto& group : param_groups_) {
-    auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      check_dense(p.grad(), "Adam");
-      auto& state = state_of<torch::optim::AdamParamState>(state_, p, options);
-      torch::Tensor grad = p.grad();
-      if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
-      adam_update(p, grad, state, options, scratch_);
-    }
-  }
-  return loss;
+  return for_each_gradient<torch::optim::AdamOptions>(param_groups_, closure, "Adam", [&](torch::Tensor& p, auto& options) {
+    auto& state = state_of<torch::optim::AdamParamState>(state_, p, options);
+    torch::Tensor grad = p.grad();
+    if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
+    adam_update(p, grad, state, options, scratch_);
+  });
 }
 
 torch::Tensor AdamW::step(LossClosure closure) {
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  for (auto& group : param_groups_) {
-    auto& options = static_cast<torch::optim::AdamWOptions&>(group.options());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      check_dense(p.grad(), "AdamW");
-      if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());  // decoupled decay
-      auto& state = state_of<torch::optim::AdamWParamState>(state_, p, options);
-      adam_update(p, p.grad(), state, options, scratch_);
-    }
-  }
-  return loss;
+  return for_each_gradient<torch::optim::AdamWOptions>(param_groups_, closure, "AdamW", [&](torch::Tensor& p, auto& options) {
+    if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());  // decoupled decay
+    auto& state = state_of<torch::optim::AdamWParamState>(state_, p, options);
+    adam_update(p, p.grad(), state, options, scratch_);
+  });
 }
 
 }  // namespace mpitrain::optim
