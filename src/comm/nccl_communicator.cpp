@@ -189,14 +189,7 @@ struct NcclCommunicator::Impl {
 
   CallInfo next_call(CollectiveKind kind, int64_t count, DType dtype, ReduceOp op = ReduceOp::Sum,
                      int root = -1) {
-    CallInfo c;
-    c.kind = kind;
-    c.seq = seq++;
-    c.count = count;
-    c.dtype = dtype;
-    c.op = op;
-    c.root = root;
-    return c;
+    return CallInfo{kind, seq++, count, dtype, op, root};
   }
 
   void progress_queue() {

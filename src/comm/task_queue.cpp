@@ -29,14 +29,7 @@ void TaskQueue::poison(const std::string& msg) {
 }
 
 CallInfo TaskQueue::next_call(CollectiveKind kind, int64_t count, DType dtype, ReduceOp op, int root) {
-  CallInfo c;
-  c.kind = kind;
-  c.seq = seq_++;
-  c.count = count;
-  c.dtype = dtype;
-  c.op = op;
-  c.root = root;
-  return c;
+  return CallInfo{kind, seq_++, count, dtype, op, root};
 }
 
 void TaskQueue::push(std::shared_ptr<Task> t) {
