@@ -60,6 +60,7 @@ const Flag kFlags[] = {
     {"seed", "/trainer/seed", "seed of initialisation, shuffling and dropout"},
     {"deterministic", "/trainer/deterministic", "LibTorch deterministic algorithms", Kind::Switch},
     {"precision", "/trainer/precision", "32 | bf16-mixed"},
+    {"memory-format", "/trainer/memory_format", "contiguous | channels_last (4-D weights, buffers and batches NHWC: oneDNN's layout, faster convolutions on CPU)"},
     {"output-dir", "/trainer/default_root_dir", "logs (metrics.csv, tensorboard/) go here"},
     {"loggers", "/trainer/loggers", "comma-separated: csv, tensorboard", Kind::CommaList},
     {"log-every-n-steps", "/trainer/log_every_n_steps", "progress line every N steps"},

@@ -15,6 +15,16 @@ namespace mpitrain {
 namespace {
 constexpr size_t kAlign = 64;  // bucket starts on a cache line: no false sharing between buckets
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Rank 0's values into `t`, on the engine thread; a tensor in another layout (channels-last)
+// travels as a contiguous copy, so every rank reads the wire in the same element order.
+void broadcast_from_root(Engine& engine, torch::Tensor t) {
+  engine.enqueue([t](Communicator& c) mutable {
+    torch::Tensor wire = t.is_contiguous() ? t : t.contiguous();
+    broadcast(c, wire, 0);
+    if (!wire.is_same(t)) t.copy_(wire);
+  });
+}
 }  // namespace
 
 struct DDP::Impl {
@@ -98,8 +108,8 @@ void DDP::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, En
   im.engine = &engine;
   torch::NoGradGuard no_grad;
   // 1. Same starting point everywhere: rank 0's parameters and buffers.
-  for (auto& p : model.parameters()) engine.enqueue([t = p.data()](Communicator& c) mutable { broadcast(c, t, 0); });
-  for (auto& b : model.buffers()) engine.enqueue([t = b](Communicator& c) mutable { broadcast(c, t, 0); });
+  for (auto& p : model.parameters()) broadcast_from_root(engine, p.data());
+  for (auto& b : model.buffers()) broadcast_from_root(engine, b.detach());
   engine.synchronize();
 
   // 2. Buckets in reverse registration order (roughly the order backward produces gradients).
@@ -114,7 +124,9 @@ void DDP::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, En
   size_t offset = 0, cap = im.opts.first_bucket_bytes, filled = 0;
   for (size_t i : order) {
     const auto& p = im.params[i];
-    if (!p.is_contiguous()) throw ArgumentError("DDP: parameter " + im.names[i] + " is not contiguous");
+    // Any dense layout (contiguous, channels-last) fills numel() elements of its bucket slot exactly.
+    if (!p.is_non_overlapping_and_dense())
+      throw ArgumentError("DDP: parameter " + im.names[i] + " is not dense (a view or an overlapping tensor)");
     const DType dt = to_dtype(p.scalar_type());
     const size_t bytes = size_t(p.numel()) * dtype_size(dt);
     if (im.buckets.empty() || im.buckets.back().dtype != dt || (filled > 0 && filled + bytes > cap)) {
@@ -161,7 +173,9 @@ void DDP::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer, En
     for (size_t i : b.params) {
       auto& p = im.params[i];
       const size_t esize = dtype_size(b.dtype);
-      torch::Tensor view = torch::from_blob(im.base + b.offset_bytes + elem_off * esize, p.sizes(),
+      // The parameter's own strides: a channels-last weight gets a channels-last gradient slot, so
+      // AccumulateGrad adds into it layout to layout (no reorder) and the optimizer step matches.
+      torch::Tensor view = torch::from_blob(im.base + b.offset_bytes + elem_off * esize, p.sizes(), p.strides(),
                                             torch::TensorOptions().dtype(p.scalar_type()).device(device));
       p.mutable_grad() = view;
       elem_off += size_t(p.numel());

@@ -71,7 +71,9 @@ void Sharded::setup(torch::nn::Module& model, torch::optim::Optimizer* optimizer
       if (it == names.end()) throw ConfigError("strategy 'sharded': the optimizer holds a tensor that is not a parameter of the model");
       if (!im.params.empty() && (p.scalar_type() != im.params[0].scalar_type() || p.device() != im.params[0].device()))
         throw ConfigError("strategy 'sharded': parameters of one dtype and device only ('" + it->second + "' differs)");
-      if (!p.is_contiguous()) throw ConfigError("strategy 'sharded': parameter '" + it->second + "' is not contiguous");
+      if (!p.is_contiguous())
+        throw ConfigError("strategy 'sharded': parameter '" + it->second + "' is not contiguous (shards are flat ranges "
+                          "of contiguous parameters: use memory_format \"contiguous\" with this strategy)");
       im.params.push_back(p);
       im.names.push_back(it->second);
       im.group_of.push_back(g);

@@ -22,14 +22,13 @@ DistributedSampler sampler_for(const Dataset& ds, int n, int rank, bool shuffle,
   return DistributedSampler(ds.size(), n, rank, shuffle, seed);
 }
 
-void run_evaluation(Module& m, DataLoader& loader, bool is_test, int64_t limit, const torch::Device& device) {
+void run_evaluation(Module& m, DataLoader& loader, bool is_test, int64_t limit, const Placement& placement) {
   torch::NoGradGuard no_grad;
   m.eval();
   auto epoch = loader.epoch();
   const int64_t nb = limit < 0 ? loader.batches_per_epoch() : std::min(limit, loader.batches_per_epoch());
   for (int64_t b = 0; b < nb; ++b) {
-    Batch batch = *epoch->next();
-    if (!device.is_cpu()) batch = {batch.input.to(device), batch.target.to(device)};
+    const Batch batch = placement.apply(*epoch->next());
     if (is_test) m.test_step(batch, b);
     else m.validation_step(batch, b);
   }
@@ -65,14 +64,14 @@ FitResult Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext& ctx
   const int rank = ctx.rank(), n = ctx.world_size();
   MetricSink sink;
   detail::ModuleAccess::bind(m, &sink, rank, n);
-  const torch::Device device(ctx.env().device);
+  const Placement placement{torch::Device(ctx.env().device), parse_memory_format(o.memory_format)};
   EngineOptions fifo;
   fifo.mode = EngineMode::Fifo;  // evaluation needs no named collectives
   Engine engine(ctx.comm(), fifo);
   FitResult r;
   std::unique_ptr<DataLoader> loader;
   detail::on_every_rank(engine, [&] {  // bad input fails alike on every rank, and is reported once
-    if (!device.is_cpu()) m.to(device);
+    placement.apply(m);
     r.checkpoint = resolve_checkpoint_path(ckpt_path, o.checkpoint_dir());
     if (!r.checkpoint.empty()) load_checkpoint(r.checkpoint, m, nullptr, rank);
     DataLoaders dl = m.dataloaders();
@@ -81,7 +80,7 @@ FitResult Trainer::evaluate(Module& m, const TrainerOptions& o, TaskContext& ctx
     if (!loader) throw ConfigError("dataloaders(): no " + std::string(stage == "test" ? "test" : "validation") + " dataset");
   });
   try {
-    detail::run_evaluation(m, *loader, stage == "test", stage == "test" ? -1 : o.limit_val_batches, device);
+    detail::run_evaluation(m, *loader, stage == "test", stage == "test" ? -1 : o.limit_val_batches, placement);
   } catch (const std::exception&) {
     detail::fail_fast_unless_agreed(ctx.env().role == Role::Spmd);  // one rank's failure ends an SPMD job at once
     throw;

@@ -19,7 +19,13 @@
 namespace mpitrain::detail {
 
 FitLoop::FitLoop(Module& m, const TrainerOptions& o, TaskContext& ctx, const FitInfo& info)
-    : m_(m), o_(o), ctx_(ctx), info_(info), rank_(ctx.rank()), world_(ctx.world_size()), device_(ctx.env().device) {
+    : m_(m),
+      o_(o),
+      ctx_(ctx),
+      info_(info),
+      rank_(ctx.rank()),
+      world_(ctx.world_size()),
+      placement_{torch::Device(ctx.env().device), parse_memory_format(o.memory_format)} {
   o_.validate();
   build_callbacks();  // first: in SPMD the preemption handlers are in place before any work
 }
@@ -67,7 +73,7 @@ void FitLoop::setup() {
 // The module's data, device and optimizer: no collectives, so every rank can agree on
 // the outcome (bad input fails alike everywhere).
 void FitLoop::prepare() {
-  if (device_.is_cuda() && !torch::cuda::is_available())
+  if (placement_.device.is_cuda() && !torch::cuda::is_available())
     throw ConfigError("use_gpu: this LibTorch was built without CUDA (torch::cuda::is_available() is false); "
                       "build mpitrain against a CUDA LibTorch, or run without --use-gpu");
   DataLoaders dl = m_.dataloaders();
@@ -76,7 +82,9 @@ void FitLoop::prepare() {
   train_ = std::make_unique<DataLoader>(dl.train, sampler_for(*dl.train, world_, rank_, dl.shuffle, o_.seed), dl.batch_size);
   val_ = loader_for(dl.val, world_, rank_, dl.batch_size);
   test_ = loader_for(dl.test, world_, rank_, dl.batch_size);
-  if (!device_.is_cpu()) m_.to(device_);  // before the optimizer sees the parameters
+  const size_t relaid = placement_.apply(m_);  // before the optimizer sees the parameters
+  if (rank_ == 0 && placement_.format != c10::MemoryFormat::Contiguous)
+    ctx_.log("memory_format " + o_.memory_format + ": " + std::to_string(relaid) + " 4-D parameters and buffers laid out NHWC");
   optim_ = m_.configure_optimizers();
   if (!optim_.optimizer) throw ConfigError("configure_optimizers(): no optimizer");
 }
@@ -129,7 +137,7 @@ void FitLoop::run_epoch() {
       return;
     }
     Batch batch = *it->next();
-    if (!device_.is_cpu()) batch = {batch.input.to(device_), batch.target.to(device_)};
+    batch = placement_.apply(std::move(batch));
     const bool sync = (b + 1) % o_.accumulate_grad_batches == 0 || b == batches_ - 1;
     each_callback([&](Callback& c) { c.on_train_batch_start(*this, b); });
     train_batch(batch, b, sync);
@@ -202,7 +210,7 @@ void FitLoop::end_epoch_hooks() {
   const bool validate = val_ && (epoch_ + 1) % o_.check_val_every_n_epoch == 0;
   if (validate) {
     each_callback([&](Callback& c) { c.on_validation_start(*this); });
-    run_evaluation(m_, *val_, false, o_.limit_val_batches, device_);
+    run_evaluation(m_, *val_, false, o_.limit_val_batches, placement_);
     m_.on_validation_epoch_end(epoch_);
   }
   last_ = sink_.reduce_epoch(*engine_);
@@ -231,7 +239,7 @@ FitResult FitLoop::finish() {
     return r;
   }
   if (test_ && o_.run_test) {
-    run_evaluation(m_, *test_, true, -1, device_);
+    run_evaluation(m_, *test_, true, -1, placement_);
     for (auto& [k, v] : sink_.reduce_epoch(*engine_)) last_[k] = v;
   }
   each_callback([&](Callback& c) { c.on_fit_end(*this); });

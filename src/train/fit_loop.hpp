@@ -20,6 +20,7 @@
 #include "mpitrain/train/checkpoint.hpp"
 #include "mpitrain/train/fit_result.hpp"
 #include "mpitrain/train/metrics.hpp"
+#include "mpitrain/train/placement.hpp"
 #include "mpitrain/train/trainer.hpp"
 
 namespace mpitrain::detail {
@@ -38,7 +39,7 @@ DistributedSampler sampler_for(const Dataset& ds, int n, int rank, bool shuffle,
 /// An unshuffled loader of `ds` for evaluation (null for no dataset).
 std::unique_ptr<DataLoader> loader_for(const std::shared_ptr<Dataset>& ds, int n, int rank, int64_t batch);
 /// One pass of validation_step / test_step over a loader (at most `limit` batches; -1: all).
-void run_evaluation(Module& m, DataLoader& loader, bool is_test, int64_t limit, const torch::Device& device);
+void run_evaluation(Module& m, DataLoader& loader, bool is_test, int64_t limit, const Placement& placement);
 
 class FitLoop final : public FitLoopView {
  public:
@@ -92,7 +93,7 @@ class FitLoop final : public FitLoopView {
   TaskContext& ctx_;
   const FitInfo& info_;
   const int rank_, world_;
-  torch::Device device_;
+  Placement placement_;  // device and memory format of the module and its batches
   MetricSink sink_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Strategy> strategy_;

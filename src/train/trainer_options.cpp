@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "mpitrain/detail/json_options.hpp"
+#include "mpitrain/train/placement.hpp"
 #include "mpitrain/train/trainer.hpp"
 
 namespace mpitrain {
@@ -48,6 +49,7 @@ void TrainerOptions::validate() const {
   need(accumulate_grad_batches >= 1, "accumulate_grad_batches must be >= 1");
   need(gradient_clip_val >= 0 && std::isfinite(gradient_clip_val), "gradient_clip_val must be >= 0 and finite");
   need(precision == "32" || precision == "bf16-mixed", "precision must be \"32\" or \"bf16-mixed\" (got \"" + precision + "\")");
+  parse_memory_format(memory_format);
   need(log_every_n_steps >= 1, "log_every_n_steps must be >= 1");
   need(comm_timeout_s > 0 && comm_timeout_s < 1e7, "comm_timeout_s must be > 0 (seconds)");
   need(liveness_timeout_s == 0 || (liveness_timeout_s >= 1 && liveness_timeout_s < 1e7),

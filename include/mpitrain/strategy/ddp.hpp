@@ -1,9 +1,10 @@
 // DDP: rank 0's parameters and buffers are broadcast at setup; gradients land in buckets (25 MiB,
 // the first 1 MiB, reverse parameter order) of one fusion buffer in the Communicator's node-
-// shared window, and each parameter's .grad is a view into its bucket (PyTorch's
-// gradient_as_bucket_view), so gradients are written once and reduced in place, zero-copy. A
-// bucket is averaged on the engine thread as soon as all its gradients are accumulated, while
-// backward goes on; buckets are always reduced in order, the same on every rank. On GPU
+// shared window, and each parameter's .grad is a view into its bucket with the parameter's own
+// strides (PyTorch's gradient_as_bucket_view; channels-last parameters get channels-last
+// slots), so gradients are written once and reduced in place, zero-copy. A bucket is averaged
+// on the engine thread as soon as all its gradients are accumulated, while backward goes on;
+// buckets are always reduced in order, the same on every rank. On GPU
 // (parameters on a CUDA device) the buckets live in that device's memory instead and go through
 // the Communicator's device path (NCCL). Registered as strategy "ddp" (options: DDPOptions' fields).
 #pragma once

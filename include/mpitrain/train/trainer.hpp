@@ -34,6 +34,8 @@ struct TrainerOptions {
   int64_t accumulate_grad_batches = 1;
   double gradient_clip_val = 0;         ///< clip the global gradient norm; 0: off
   std::string precision = "32";         ///< "32" or "bf16-mixed" (CPU autocast)
+  /// "contiguous" or "channels_last": 4-D parameters, buffers and input batches NHWC (train/placement.hpp)
+  std::string memory_format = "contiguous";
   uint64_t seed = 0;
   bool deterministic = false;           ///< LibTorch deterministic algorithms
   std::string default_root_dir = "mpitrain_logs";
@@ -116,7 +118,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StrategySpec, name, options)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CallbackSpec, name, options)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainerOptions, max_epochs, max_steps, limit_train_batches,
                                                 limit_val_batches, check_val_every_n_epoch, accumulate_grad_batches,
-                                                gradient_clip_val, precision, seed, deterministic, default_root_dir,
+                                                gradient_clip_val, precision, memory_format, seed, deterministic, default_root_dir,
                                                 enable_progress_bar, log_every_n_steps, run_test, check_finite_loss, loggers,
                                                 early_stopping, checkpoint, callbacks, failure, strategy, scaling,
                                                 comm_timeout_s, liveness_timeout_s, startup_timeout_s, mode,
