@@ -40,10 +40,10 @@ PY
 run ref 1 contiguous && run ref 2 contiguous --resume latest
 run cl 1 channels_last && run cl 2 contiguous --resume latest
 compare "ddp, channels_last -> contiguous" cl ref
-# The layout did change: LeNet's c2.weight (c1's has one input channel: NCHW and NHWC coincide).
-if grep -q "memory_format channels_last: 1 4-D parameters and buffers laid out NHWC" cl.log; then
+# The layout did change: LeNet's c1.weight and c2.weight (the one-channel c1 gets NHWC strides too).
+if grep -q "memory_format channels_last: 2 4-D parameters and buffers laid out NHWC" cl.log; then
   echo "ok: $(grep -o 'memory_format channels_last: .*NHWC' cl.log | head -1)"
-else echo "FAIL: no 'memory_format channels_last: 1 ...' line in cl.log"; cat cl.log; fail=1; fi
+else echo "FAIL: no 'memory_format channels_last: 2 ...' line in cl.log"; cat cl.log; fail=1; fi
 run lc 1 contiguous && run lc 2 channels_last --resume latest
 compare "ddp, contiguous -> channels_last" lc ref
 run hvd 1 channels_last --strategy horovod && run hvd 2 channels_last --strategy horovod --resume latest

@@ -67,6 +67,20 @@ TEST(Placement, RelayoutsFourDimensionalTensorsInPlaceKeepingTheirIdentityAndVal
   EXPECT_EQ(net->conv->bias.data_ptr(), bias_storage) << "1-D tensors are left alone";
   EXPECT_TRUE(net->fc->weight.is_contiguous());
   EXPECT_TRUE(opt.param_groups()[0].params()[0].is_same(net->conv->weight));
+  // One input channel: contiguous in both formats, yet it must get NHWC strides so that oneDNN
+  // runs the convolution channels-last (no reorder at the next layer).
+  torch::nn::Conv2d stem(torch::nn::Conv2dOptions(1, 4, 3));
+  EXPECT_TRUE(stem->weight.is_contiguous(kCL));
+  EXPECT_EQ(kChannelsLast.apply(*stem), 1u);
+  EXPECT_EQ(stem->weight.suggest_memory_format(), kCL);
+  EXPECT_EQ(stem->weight.strides(), (std::vector<int64_t>{9, 1, 3, 1}));
+  EXPECT_EQ(kChannelsLast.apply(*stem), 0u);
+  EXPECT_EQ(kChannelsLast.apply(torch::zeros({5, 1, 6, 6})).suggest_memory_format(), kCL);
+  const torch::Tensor n111 = kChannelsLast.apply(torch::zeros({5, 1, 1, 1}));  // NHWC and NCHW strides coincide
+  EXPECT_TRUE(kChannelsLast.apply(n111).is_same(n111)) << "a second pass must not copy again";
+  const Placement contiguous{torch::kCPU, c10::MemoryFormat::Contiguous};
+  EXPECT_EQ(contiguous.apply(*net), 0u) << "the default leaves layouts as they are";
+  EXPECT_TRUE(net->conv->weight.is_contiguous(kCL));
 
   const void* again = net->conv->weight.data_ptr();
   EXPECT_EQ(kChannelsLast.apply(*net), 0u);
