@@ -8,12 +8,19 @@
 #include <deque>
 #include <thread>
 
+#include "nccl_tasks.hpp"
 #include "task.hpp"
 
 namespace mpitrain {
 
 using detail::CallInfo;
 using detail::CollectiveKind;
+using detail::cuda_error;
+using detail::DeviceGuard;
+using detail::nccl_error;
+using detail::nccl_op;
+using detail::nccl_type;
+using detail::NcclTask;
 using detail::Task;
 
 namespace {
@@ -27,104 +34,6 @@ std::string seconds(std::chrono::milliseconds ms) {
   std::snprintf(buf, sizeof buf, "%.3f s", double(ms.count()) / 1000.0);
   return buf;
 }
-
-std::string cuda_error(const char* call, cudaError_t e) {
-  return std::string(call) + ": " + cudaGetErrorString(e);
-}
-
-// ncclGetErrorString is generic ("invalid usage"); the last error says what actually went wrong.
-std::string nccl_error(const char* call, ncclResult_t r, ncclComm_t comm) {
-  std::string s = std::string(call) + " failed: " + ncclGetErrorString(r);
-  const char* last = ncclGetLastError(comm);
-  if (last && *last) s += std::string(" (") + last + ")";
-  return s;
-}
-
-ncclDataType_t nccl_type(DType t) {
-  switch (t) {
-    case DType::Float32: return ncclFloat32;
-    case DType::Float64: return ncclFloat64;
-    case DType::BFloat16: return ncclBfloat16;
-    case DType::Float16: return ncclFloat16;
-    case DType::Int32: return ncclInt32;
-    case DType::Int64: return ncclInt64;
-    case DType::UInt8: return ncclUint8;
-  }
-  throw ArgumentError("unknown dtype code " + std::to_string(int(t)));
-}
-
-// bf16/fp16 sums: NCCL accumulates in the reduced type at every hop of its ring/tree, so large
-// worlds lose more precision than the MPI backend (which accumulates in fp32). An fp32-upcast
-// kernel around the call is future work.
-ncclRedOp_t nccl_op(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Avg: return ncclAvg;
-    case ReduceOp::Min: return ncclMin;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Prod: return ncclProd;
-  }
-  throw ArgumentError("unknown reduction code " + std::to_string(int(op)));
-}
-
-// The current device is per thread and collectives may be issued from another thread than the
-// constructor's (the engine's), so every entry point that creates or records CUDA objects sets it.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
-    if (prev_ != device) cudaSetDevice(device);
-  }
-  ~DeviceGuard() {
-    if (prev_ >= 0) cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = -1;
-};
-
-// One collective (or one group of them) on the backend's stream: done when the event recorded
-// after it has fired. Tasks complete in issue order, like the stream.
-class NcclTask final : public Task {
- public:
-  NcclTask(const CallInfo& info, ncclComm_t comm) : Task(info), comm_(comm) {
-    cudaError_t e = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
-    if (e != cudaSuccess) {
-      event_ = nullptr;
-      throw CommError(info.describe() + ": " + cuda_error("cudaEventCreateWithFlags", e));
-    }
-  }
-  ~NcclTask() override {
-    if (event_) cudaEventDestroy(event_);
-  }
-  cudaEvent_t event() const { return event_; }
-
-  bool progress() override {
-    cudaError_t e = cudaEventQuery(event_);
-    if (e == cudaSuccess) return true;
-    if (e != cudaErrorNotReady)
-      throw CommError(info().describe() + ": CUDA error while the NCCL kernel ran: " + cudaGetErrorString(e));
-    // A peer that failed or a broken connection shows up here, not in the event.
-    ncclResult_t async = ncclSuccess;
-    ncclResult_t r = ncclCommGetAsyncError(comm_, &async);
-    if (r != ncclSuccess)
-      throw CommError(info().describe() + ": " + nccl_error("ncclCommGetAsyncError", r, comm_));
-    if (async != ncclSuccess && async != ncclInProgress)
-      throw CommError(info().describe() + ": NCCL reported an asynchronous error: " +
-                      ncclGetErrorString(async) + " (a peer failed or the connection broke)");
-    return false;
-  }
-
-  std::string waiting_for() const override {
-    return "NCCL kernel still running (a peer skipped it, diverged or died)";
-  }
-
- private:
-  ncclComm_t comm_;
-  cudaEvent_t event_ = nullptr;
-};
 
 // Status of a setup step every rank must agree on before the next collective step: a rank that
 // failed alone would otherwise leave its peers blocked in MPI or in NCCL's bootstrap.
