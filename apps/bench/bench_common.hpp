@@ -18,8 +18,10 @@ struct UsageError : std::runtime_error {
 };
 
 inline double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;  // an even count: the mean of the middle two
 }
 
 inline std::vector<std::string> split(const std::string& s, char sep) {

@@ -4,14 +4,16 @@ batch B per rank, 1 intra-op thread per rank: the MLP 784-1024-1024-10 with SGD,
 torchvision's resnet18 with the seed example's 1-channel conv1 and Adam 1e-3. Prints
 `samples_per_s <value>` (all ranks, steady state after warm-up). With TRACE (1 rank only), the
 timed steps run under PyTorch's legacy profiler, the one mpitrain-bench --profile uses in C++,
-and its chrome trace is written there.
-Usage: torch_ddp_baseline.py RANKS PORT STEPS WARMUP BATCH [mlp|resnet18 [TRACE]]"""
+and its chrome trace is written there ("-": none). MEMORY_FORMAT channels_last puts the model and
+the input batch in torch.channels_last (PyTorch's own recipe); contiguous (default) is what the
+seed guide runs.
+Usage: torch_ddp_baseline.py RANKS PORT STEPS WARMUP BATCH [mlp|resnet18 [TRACE|- [contiguous|channels_last]]]"""
 import os
 import sys
 import time
 
 
-def worker(rank, world, port, steps, warmup, batch, model_name, trace, queue):
+def worker(rank, world, port, steps, warmup, batch, model_name, trace, memory_format, queue):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
@@ -26,6 +28,9 @@ def worker(rank, world, port, steps, warmup, batch, model_name, trace, queue):
     else:
         model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
         x = torch.randn(batch, 784)
+    if memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     if model_name == "resnet18":
@@ -58,13 +63,16 @@ def worker(rank, world, port, steps, warmup, batch, model_name, trace, queue):
 def main():
     world, port, steps, warmup, batch = (int(a) for a in sys.argv[1:6])
     model_name = sys.argv[6] if len(sys.argv) > 6 else "mlp"
-    trace = sys.argv[7] if len(sys.argv) > 7 else ""
+    trace = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] != "-" else ""
+    memory_format = sys.argv[8] if len(sys.argv) > 8 else "contiguous"
+    if memory_format not in ("contiguous", "channels_last"):
+        sys.exit(f"torch_ddp_baseline.py: memory format must be contiguous or channels_last (got {memory_format})")
     if trace and world != 1:
         sys.exit("torch_ddp_baseline.py: a trace is written for 1 rank only")
     import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    mp.spawn(worker, args=(world, port, steps, warmup, batch, model_name, trace, queue), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, port, steps, warmup, batch, model_name, trace, memory_format, queue), nprocs=world, join=True)
     print(f"samples_per_s {queue.get():.1f}")
 
 

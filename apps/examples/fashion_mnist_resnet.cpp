@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")
       ("epochs", po::value(&opts.max_epochs)->default_value(10), "max_epochs (the guide's 10)")
       ("workers", po::value(&opts.scaling.num_workers)->default_value(2), "workers to spawn when run alone (the guide's 2)")
+      ("memory-format", po::value(&opts.memory_format)->default_value("channels_last"),
+       "contiguous | channels_last (NHWC weights and batches: oneDNN's layout, faster on CPU)")
       ("limit-train-batches", po::value(&limit)->default_value(-1), "smoke runs: batches per epoch (validation too; no test pass)")
       ("output-dir", po::value(&opts.default_root_dir)->default_value("fashion_mnist_resnet_logs"), "logs and checkpoints");
   try {

@@ -30,6 +30,8 @@ expect 2 "--dir /nonexistent is not a directory" -- ckpt --dir /nonexistent
 expect 2 "engine runs on the ranks of an MPI job" -- engine
 expect 2 "case '100y4K' is not TENSORSxSIZE" -- engine --cases 100y4K
 expect 2 "must be positive" -- engine --windows 0
+expect 2 "take contiguous or channels_last (got 'nchw')" -- seed --memory-format nchw
+expect 2 "take contiguous or channels_last (got 'nhwc')" -- train --torch-memory-format nhwc
 help=$("$BENCH" engine --help) || { echo "FAIL: engine --help exited non-zero"; fail=1; }
 for col in case method step_us vs_separate cache_hit_rate round_trips_per_step cycles_per_step check separate_mpi fused_mpi zero_copy engine_shared; do
   [[ $help == *"$col"* ]] || { echo "FAIL: engine --help does not explain $col"; fail=1; }
