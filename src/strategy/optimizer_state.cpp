@@ -185,11 +185,11 @@ void read_optimizer_state(torch::optim::Optimizer& opt, torch::nn::Module& m, Op
       for (const auto& key : keys) {
         t[key] = in.read_state(name, key);  // host memory; the state lives where its parameter does
         if (key != "step" && t[key].device() != params[k].device()) t[key] = t[key].to(params[k].device());
-        // Saved contiguous; kept in the parameter's layout (channels-last), as a fresh step makes it.
-        if (key != "step" && t[key].dim() == 4) t[key] = t[key].contiguous(params[k].suggest_memory_format());
         if (key != "step" && t[key].sizes() != params[k].sizes())
           throw CheckpointError(src + ": dataset /optimizer/" + name + "/" + key + " has shape " +
                                 c10::str(t[key].sizes()) + ", the parameter has " + c10::str(params[k].sizes()));
+        // Saved contiguous; kept with the parameter's strides (channels-last), as a fresh step makes it.
+        if (key != "step" && t[key].strides() != params[k].strides()) t[key] = torch::empty_like(params[k]).copy_(t[key]);
       }
       for (const char* required : type == "sgd" ? std::vector<const char*>{"momentum_buffer"}
                                                  : std::vector<const char*>{"step", "exp_avg", "exp_avg_sq"})

@@ -84,7 +84,8 @@ void FitLoop::prepare() {
   test_ = loader_for(dl.test, world_, rank_, dl.batch_size);
   const size_t relaid = placement_.apply(m_);  // before the optimizer sees the parameters
   if (rank_ == 0 && placement_.format != c10::MemoryFormat::Contiguous)
-    ctx_.log("memory_format " + o_.memory_format + ": " + std::to_string(relaid) + " 4-D parameters and buffers laid out NHWC");
+    ctx_.log("memory_format " + o_.memory_format + ": " + std::to_string(relaid) +
+             " 4-D parameters and buffers laid out NHWC");
   optim_ = m_.configure_optimizers();
   if (!optim_.optimizer) throw ConfigError("configure_optimizers(): no optimizer");
 }
