@@ -5,6 +5,8 @@
 #include <cmath>
 #include <string>
 
+#include "mpitrain/strategy/optim/fused_adam.hpp"
+
 namespace mpitrain::optim {
 
 namespace {
@@ -35,23 +37,37 @@ torch::Tensor scratch_like(torch::Tensor& scratch, const torch::Tensor& like) {
   return scratch.as_strided(like.sizes(), like.strides());
 }
 
-// Adam's moment update and parameter step, in torch 1.13's order of operations, with the
-// denominator sqrt(v)/sqrt(bias_correction2) + eps built in place in `scratch`.
+// Adam's moment update and parameter step for one parameter with its raw gradient. Where the
+// tensors allow (detail::fused_adam_applies: dense CPU float/double laid out alike), one
+// fused pass; otherwise torch 1.13's ops in torch's order, with the weight decay applied
+// as torch applies it and the denominator sqrt(v)/sqrt(bias_correction2) + eps built in
+// place in `scratch`.
 template <typename State, typename Options>
-void adam_update(torch::Tensor& p, const torch::Tensor& grad, State& state, const Options& options,
-                 torch::Tensor& scratch) {
+void adam_update(torch::Tensor& p, const torch::Tensor& raw_grad, State& state, const Options& options,
+                 bool decoupled_decay, torch::Tensor& scratch) {
   state.step(state.step() + 1);
   const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
-  const double bias_correction1 = 1 - std::pow(beta1, state.step());
-  const double bias_correction2 = 1 - std::pow(beta2, state.step());
+  const double wd = options.weight_decay();
   auto& exp_avg = state.exp_avg();
   auto& exp_avg_sq = state.exp_avg_sq();
+  torch::Tensor* max_exp_avg_sq = options.amsgrad() ? &state.max_exp_avg_sq() : nullptr;
+  if (detail::fused_adam_applies(p, raw_grad, exp_avg, exp_avg_sq, max_exp_avg_sq)) {
+    detail::fused_adam_update(p, raw_grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                              {options.lr(), beta1, beta2, options.eps(), wd, state.step(), options.amsgrad(),
+                               decoupled_decay});
+    return;
+  }
+  torch::Tensor grad = raw_grad;
+  if (wd != 0 && decoupled_decay) p.mul_(1 - options.lr() * wd);
+  if (wd != 0 && !decoupled_decay) grad = grad.add(p, wd);
+  const double bias_correction1 = 1 - std::pow(beta1, state.step());
+  const double bias_correction2 = 1 - std::pow(beta2, state.step());
   exp_avg.mul_(beta1).add_(grad, 1 - beta1);
   exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
   const torch::Tensor* second = &exp_avg_sq;
-  if (options.amsgrad()) {
-    torch::max_out(state.max_exp_avg_sq(), exp_avg_sq, state.max_exp_avg_sq());
-    second = &state.max_exp_avg_sq();
+  if (max_exp_avg_sq) {
+    torch::max_out(*max_exp_avg_sq, exp_avg_sq, *max_exp_avg_sq);
+    second = max_exp_avg_sq;
   }
   torch::Tensor denom = scratch_like(scratch, *second);
   torch::sqrt_out(denom, *second);
@@ -86,17 +102,14 @@ torch::Tensor for_each_gradient(std::vector<torch::optim::OptimizerParamGroup>& 
 torch::Tensor Adam::step(LossClosure closure) {
   return for_each_gradient<torch::optim::AdamOptions>(param_groups_, closure, "Adam", [&](torch::Tensor& p, auto& options) {
     auto& state = state_of<torch::optim::AdamParamState>(state_, p, options);
-    torch::Tensor grad = p.grad();
-    if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
-    adam_update(p, grad, state, options, scratch_);
+    adam_update(p, p.grad(), state, options, /*decoupled_decay=*/false, scratch_);
   });
 }
 
 torch::Tensor AdamW::step(LossClosure closure) {
   return for_each_gradient<torch::optim::AdamWOptions>(param_groups_, closure, "AdamW", [&](torch::Tensor& p, auto& options) {
-    if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());  // decoupled decay
     auto& state = state_of<torch::optim::AdamWParamState>(state_, p, options);
-    adam_update(p, p.grad(), state, options, scratch_);
+    adam_update(p, p.grad(), state, options, /*decoupled_decay=*/true, scratch_);
   });
 }
 
