@@ -20,6 +20,7 @@ const char* kUsage =
     "  seed        the seed example's ResNet-18 samples/s: 1 rank, 2 ranks mpitrain DDP, PyTorch DDP + torchvision (run alone)\n"
     "  engine      named tensors through the Horovod-style coordinator vs MPI_Allreduce; Horovod vs DDP MLP (mpirun -n 2 ...)\n"
     "  memory      per-rank memory and samples/s of DDP vs Sharded stage 1/2 (ZeRO), Adam, 1/2/4 ranks (run alone)\n"
+    "  adam        one Adam step on ResNet-18's parameters: torch::optim::Adam vs mpitrain's fused one (run alone)\n"
     "  ckpt        checkpoint write (fsync) and read MB/s of a ~100 MB state vs torch::save and dd (run alone)\n"
     "'mpitrain-bench <benchmark> --help' explains its options and output columns.\n";
 }
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     if (args[0] == "seed") return mpitrain::bench::run_train(rest, spmd, true);
     if (args[0] == "engine") return mpitrain::bench::run_engine(rest, spmd);
     if (args[0] == "ckpt") return mpitrain::bench::run_ckpt(rest, spmd);
+    if (args[0] == "adam") return mpitrain::bench::run_adam(rest, spmd);
     if (args[0] == "memory") return mpitrain::bench::run_memory(rest, spmd);
     throw mpitrain::bench::UsageError("unknown benchmark '" + args[0] + "'\n" + kUsage);
   } catch (const mpitrain::bench::UsageError& e) {
@@ -48,6 +50,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const boost::program_options::error& e) {
     if (printer) std::fprintf(stderr, "mpitrain-bench: %s (see --help)\n", e.what());
+    return 2;
+  } catch (const mpitrain::ConfigError& e) {  // a bad value an option named (a model, ...)
+    if (printer) std::fprintf(stderr, "mpitrain-bench: %s\n", e.what());
     return 2;
   }
   // Other exceptions (CommError, ...) reach the Runtime's handler: every rank reports and exits non-zero.

@@ -100,5 +100,6 @@ int run_train(const std::vector<std::string>& args, bool spmd, bool seed = false
 int run_ckpt(const std::vector<std::string>& args, bool spmd);
 int run_memory(const std::vector<std::string>& args, bool spmd);
 int run_engine(const std::vector<std::string>& args, bool spmd);
+int run_adam(const std::vector<std::string>& args, bool spmd);
 
 }  // namespace mpitrain::bench

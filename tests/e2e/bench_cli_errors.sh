@@ -32,9 +32,17 @@ expect 2 "case '100y4K' is not TENSORSxSIZE" -- engine --cases 100y4K
 expect 2 "must be positive" -- engine --windows 0
 expect 2 "take contiguous or channels_last (got 'nchw')" -- seed --memory-format nchw
 expect 2 "take contiguous or channels_last (got 'nhwc')" -- train --torch-memory-format nhwc
+expect 2 "--memory-formats takes contiguous and/or channels_last (got 'nchw')" -- adam --memory-formats nchw
+expect 2 "--steps, --repeats and --threads must be at least 1" -- adam --steps 0
+expect 2 "unknown model 'vgg' (expected mlp" -- adam --model vgg
+expect 1 "mpitrain's Adam differs from torch's by" -- adam --steps 5 --repeats 1 --warmup 0 --tolerance 1e-12 --memory-formats contiguous
 help=$("$BENCH" engine --help) || { echo "FAIL: engine --help exited non-zero"; fail=1; }
 for col in case method step_us vs_separate cache_hit_rate round_trips_per_step cycles_per_step check separate_mpi fused_mpi zero_copy engine_shared; do
   [[ $help == *"$col"* ]] || { echo "FAIL: engine --help does not explain $col"; fail=1; }
+done
+help=$("$BENCH" adam --help) || { echo "FAIL: adam --help exited non-zero"; fail=1; }
+for col in case memory_format elements step_ms vs_torch max_abs_diff; do
+  [[ $help == *"$col"* ]] || { echo "FAIL: adam --help does not explain column $col"; fail=1; }
 done
 help=$("$BENCH" allreduce --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 for col in size_bytes method time_us algbw_GBps busbw_GBps vs_mpi check; do
