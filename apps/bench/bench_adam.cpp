@@ -13,6 +13,7 @@
 #include "mpitrain/errors.hpp"
 #include "mpitrain/models/models.hpp"
 #include "mpitrain/strategy/optim/adam.hpp"
+#include "mpitrain/train/placement.hpp"
 
 namespace po = boost::program_options;
 
@@ -31,14 +32,15 @@ const char* kColumns = R"(Output (CSV; '#' lines are comments):
 
 using clock_type = std::chrono::steady_clock;
 
-// Leaf copies of `params` in `format` (4-D tensors only), each with a fixed gradient laid out like it.
+// Leaf copies of `params` laid out as the Trainer lays them out (Placement: 4-D tensors NHWC for
+// channels_last, the one-channel stem too), each with a fixed gradient laid out like it.
 std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                                   torch::MemoryFormat format) {
+  const Placement place{torch::kCPU, format};
   std::vector<torch::Tensor> out;
   for (size_t i = 0; i < params.size(); ++i) {
-    auto lay = [&](const torch::Tensor& t) { return t.dim() == 4 ? t.contiguous(format) : t.contiguous(); };
-    auto p = lay(params[i]).clone(torch::MemoryFormat::Preserve).requires_grad_(true);
-    p.mutable_grad() = lay(grads[i]).clone(torch::MemoryFormat::Preserve);
+    auto p = place.apply(params[i]).clone(torch::MemoryFormat::Preserve).requires_grad_(true);
+    p.mutable_grad() = place.apply(grads[i]).clone(torch::MemoryFormat::Preserve);
     out.push_back(p);
   }
   return out;
@@ -76,12 +78,10 @@ int run_adam(const std::vector<std::string>& args, bool spmd) {
   if (spmd) throw UsageError("adam runs alone, not under mpirun/srun");
   if (steps < 1 || repeats < 1 || warmup < 0 || threads < 1)
     throw UsageError("--steps, --repeats and --threads must be at least 1, --warmup at least 0");
-  std::vector<torch::MemoryFormat> layouts;
-  for (auto& f : split(formats, ',')) {
-    if (f == "contiguous") layouts.push_back(torch::MemoryFormat::Contiguous);
-    else if (f == "channels_last") layouts.push_back(torch::MemoryFormat::ChannelsLast);
-    else throw UsageError("--memory-formats takes contiguous and/or channels_last (got '" + f + "')");
-  }
+  const std::vector<std::string> layouts = split(formats, ',');
+  for (auto& f : layouts)
+    if (f != "contiguous" && f != "channels_last")
+      throw UsageError("--memory-formats takes contiguous and/or channels_last (got '" + f + "')");
   if (layouts.empty()) throw UsageError("--memory-formats is empty");
   at::set_num_threads(threads);
 
@@ -100,20 +100,22 @@ int run_adam(const std::vector<std::string>& args, bool spmd) {
             << " rounds\n";
   std::cout << "case,memory_format,elements,step_ms,vs_torch,max_abs_diff\n";
   int failures = 0;
-  for (auto layout : layouts) {
-    const char* name = layout == torch::MemoryFormat::ChannelsLast ? "channels_last" : "contiguous";
-    auto a = copies(params, grads, layout), b = copies(params, grads, layout);
+  for (const std::string& layout : layouts) {
+    const char* name = layout.c_str();
+    auto a = copies(params, grads, parse_memory_format(layout)), b = copies(params, grads, parse_memory_format(layout));
     torch::optim::Adam theirs(a, torch::optim::AdamOptions(lr));
     mpitrain::optim::Adam ours(b, torch::optim::AdamOptions(lr));
     for (int w = 0; w < warmup; ++w) theirs.step(), ours.step();
     std::vector<double> t_theirs, t_ours, ratio;
     double diff = 0;
     for (int r = 0; r < repeats; ++r) {  // alternate who goes first: drift on a shared machine hits both
-      const bool theirs_first = r % 2 == 0;
-      const double x = theirs_first ? mean_step_ms(theirs, steps) : mean_step_ms(ours, steps);
-      const double y = theirs_first ? mean_step_ms(ours, steps) : mean_step_ms(theirs, steps);
-      t_theirs.push_back(theirs_first ? x : y);
-      t_ours.push_back(theirs_first ? y : x);
+      if (r % 2 == 0) {
+        t_theirs.push_back(mean_step_ms(theirs, steps));
+        t_ours.push_back(mean_step_ms(ours, steps));
+      } else {
+        t_ours.push_back(mean_step_ms(ours, steps));
+        t_theirs.push_back(mean_step_ms(theirs, steps));
+      }
       ratio.push_back(t_theirs.back() / t_ours.back());
       diff = std::max(diff, max_abs_diff(a, b));
     }
